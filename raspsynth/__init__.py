@@ -1,0 +1,26 @@
+"""raspsynth: recover verified RASP programs from tracr-compiled transformer weights."""
+
+from raspsynth.errors import CompileError, InputError, ModelFormatError, RaspsynthError
+from raspsynth.tracr_bridge import (
+    Model,
+    agreement,
+    compile_program,
+    from_tracr,
+    load_model,
+    probe_inputs,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CompileError",
+    "InputError",
+    "Model",
+    "ModelFormatError",
+    "RaspsynthError",
+    "agreement",
+    "compile_program",
+    "from_tracr",
+    "load_model",
+    "probe_inputs",
+]

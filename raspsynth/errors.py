@@ -1,0 +1,21 @@
+"""Exceptions raised across raspsynth.
+
+Every error a user can provoke with bad input is one of these, named for what
+went wrong, so callers never have to catch numpy's or tracr's internals.
+"""
+
+
+class RaspsynthError(Exception):
+    """Base class of every error raspsynth raises on purpose."""
+
+
+class ModelFormatError(RaspsynthError, ValueError):
+    """A model file or weight set does not follow the raspsynth-model/1 format."""
+
+
+class CompileError(RaspsynthError):
+    """tracr refused to compile a program; the message carries tracr's reason."""
+
+
+class InputError(RaspsynthError, ValueError):
+    """An input sequence the model cannot take (unknown token, too long)."""

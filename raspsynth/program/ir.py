@@ -1,0 +1,227 @@
+"""The program IR: a typed, serializable RASP program.
+
+In: nothing (this module defines the data). Out: `Program`, a tuple of `Op`s
+in topological order plus the name of the output. The IR covers what tracr
+compiles: tokens, indices, Map, SequenceMap, LinearSequenceMap, Select with
+tracr's 8 comparisons, categorical and numerical Aggregate, SelectorWidth,
+with categorical/numerical encodings. Every element-wise function is a `Fn`:
+a library function with integer parameters, or an explicit finite table.
+
+The IR knows nothing of tracr; `raspsynth.tracr_bridge.rasp_conversion`
+converts both ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from raspsynth.errors import RaspsynthError
+from raspsynth.program.functions import LIBRARY
+
+SOURCES = ("tokens", "indices")
+COMPARISONS = ("EQ", "LT", "LEQ", "GT", "GEQ", "NEQ", "TRUE", "FALSE")
+ENCODINGS = ("categorical", "numerical")
+
+# kind -> number of inputs; inputs are names of earlier ops or of SOURCES.
+OP_ARITY = {
+    "map": 1,
+    "sequence_map": 2,
+    "linear_sequence_map": 2,
+    "select": 2,  # (keys, queries)
+    "aggregate": 2,  # (selector, sop)
+    "selector_width": 1,  # (selector,)
+}
+OP_KINDS = tuple(OP_ARITY)
+
+
+class ProgramError(RaspsynthError, ValueError):
+    """A program IR that is malformed (bad reference, unknown function, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fn:
+    """An element-wise function: `LIBRARY[name]` with `params`, or a table.
+
+    A table maps argument values (a tuple `(x, y)` for binary functions) to
+    results; it is exact on its domain and undefined elsewhere.
+    """
+
+    name: str
+    params: tuple[int, ...] = ()
+    table: tuple[tuple[Hashable, Hashable], ...] | None = None
+    arity: int = 1
+
+    def __post_init__(self) -> None:
+        if self.name == "table":
+            if self.table is None:
+                raise ProgramError("a table function needs its table")
+            return
+        entry = LIBRARY.get(self.name)
+        if entry is None:
+            raise ProgramError(f"unknown library function {self.name!r}")
+        if len(self.params) != len(entry.params):
+            raise ProgramError(f"{self.name} takes parameters {entry.params}, got {self.params}")
+        object.__setattr__(self, "arity", entry.arity)
+
+    @staticmethod
+    def from_table(mapping: dict, arity: int) -> Fn:
+        items = tuple(sorted(mapping.items(), key=lambda kv: repr(kv[0])))
+        return Fn("table", table=items, arity=arity)
+
+    def bind(self) -> Callable:
+        """A Python callable computing this function."""
+        if self.name == "table":
+            lookup = dict(self.table)
+            if self.arity == 1:
+                return lambda x: lookup[x]
+            return lambda x, y: lookup[(x, y)]
+        return LIBRARY[self.name].bind(self.params)
+
+    def source(self) -> str:
+        """The lambda's Python source (tables become a dict lookup)."""
+        if self.name == "table":
+            body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.table) + "}"
+            return f"lambda x: {body}[x]" if self.arity == 1 else f"lambda x, y: {body}[(x, y)]"
+        return LIBRARY[self.name].source(self.params)
+
+    def describe(self) -> str:
+        if self.name == "table":
+            return f"table[{len(self.table)}]"
+        entry = LIBRARY[self.name]
+        args = ", ".join(f"{p}={v}" for p, v in zip(entry.params, self.params))
+        return f"{self.name}({args})"
+
+    def to_json(self) -> dict[str, Any]:
+        if self.name == "table":
+            return {"fn": "table", "arity": self.arity, "table": [[_jsonable(k), v] for k, v in self.table]}
+        return {"fn": self.name, "params": list(self.params)}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Fn:
+        if data["fn"] == "table":
+            arity = data["arity"]
+            table = tuple((tuple(k) if arity == 2 else k, v) for k, v in data["table"])
+            return Fn("table", table=table, arity=arity)
+        return Fn(data["fn"], tuple(data.get("params", ())))
+
+
+def _jsonable(key: Hashable) -> Any:
+    return list(key) if isinstance(key, tuple) else key
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One RASP operation, named `name`, reading the ops named in `inputs`.
+
+    `fn` is set for map/sequence_map, `comparison` for select, and
+    `coefficients` for linear_sequence_map. `encoding` is the output's
+    (selects have none: "selector").
+    """
+
+    kind: str
+    name: str
+    inputs: tuple[str, ...]
+    encoding: str = "categorical"
+    fn: Fn | None = None
+    comparison: str | None = None
+    coefficients: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if self.kind not in OP_ARITY:
+            raise ProgramError(f"unknown op kind {self.kind!r}")
+        if len(self.inputs) != OP_ARITY[self.kind]:
+            raise ProgramError(f"{self.kind} {self.name} takes {OP_ARITY[self.kind]} inputs")
+        if self.kind == "select":
+            object.__setattr__(self, "encoding", "selector")
+            if self.comparison not in COMPARISONS:
+                raise ProgramError(f"select {self.name} has comparison {self.comparison!r}")
+        elif self.encoding not in ENCODINGS:
+            raise ProgramError(f"{self.name} has encoding {self.encoding!r}")
+        if self.kind in ("map", "sequence_map"):
+            if self.fn is None or self.fn.arity != OP_ARITY[self.kind]:
+                raise ProgramError(f"{self.kind} {self.name} needs a {OP_ARITY[self.kind]}-ary fn")
+        if self.kind == "linear_sequence_map" and self.coefficients is None:
+            raise ProgramError(f"linear_sequence_map {self.name} needs coefficients")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "name": self.name, "inputs": list(self.inputs)}
+        if self.kind != "select":
+            data["encoding"] = self.encoding
+        if self.fn is not None:
+            data["fn"] = self.fn.to_json()
+        if self.comparison is not None:
+            data["comparison"] = self.comparison
+        if self.coefficients is not None:
+            data["coefficients"] = list(self.coefficients)
+        return data
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Op:
+        return Op(
+            kind=data["kind"],
+            name=data["name"],
+            inputs=tuple(data["inputs"]),
+            encoding=data.get("encoding", "categorical"),
+            fn=Fn.from_json(data["fn"]) if "fn" in data else None,
+            comparison=data.get("comparison"),
+            coefficients=tuple(data["coefficients"]) if "coefficients" in data else None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """Ops in topological order; `output` names the op whose value is returned."""
+
+    ops: tuple[Op, ...]
+    output: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+        kinds = {name: "sop" for name in SOURCES}
+        for op in self.ops:
+            if op.name in kinds:
+                raise ProgramError(f"name {op.name!r} is defined twice")
+            for position, ref in enumerate(op.inputs):
+                if ref not in kinds:
+                    raise ProgramError(f"{op.name} reads {ref!r}, which is not defined before it")
+                wants_selector = op.kind in ("aggregate", "selector_width") and position == 0
+                if (kinds[ref] == "selector") != wants_selector:
+                    raise ProgramError(f"{op.name} input {ref!r} has the wrong type")
+            kinds[op.name] = "selector" if op.kind == "select" else "sop"
+        if kinds.get(self.output) != "sop" or self.output in SOURCES:
+            raise ProgramError(f"output {self.output!r} is not an SOp computed by the program")
+
+    def op(self, name: str) -> Op:
+        for op in self.ops:
+            if op.name == name:
+                return op
+        raise KeyError(name)
+
+    def encoding(self, name: str) -> str:
+        return "categorical" if name in SOURCES else self.op(name).encoding
+
+    @property
+    def num_sops(self) -> int:
+        """Operations that produce a value (selects excluded), as papers count length."""
+        return sum(op.kind != "select" for op in self.ops)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ops": [op.to_json() for op in self.ops], "output": self.output}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), sort_keys=True)
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Program:
+        try:
+            return Program(tuple(Op.from_json(op) for op in data["ops"]), data["output"])
+        except (KeyError, TypeError) as err:
+            raise ProgramError(f"malformed program JSON: {err!r}") from None
+
+    @staticmethod
+    def loads(text: str) -> Program:
+        return Program.from_json(json.loads(text))

@@ -1,0 +1,271 @@
+"""Random RASP programs from a documented, configurable distribution.
+
+In: a seeded `numpy.random.Generator` and a `SamplerConfig`. Out: a
+`SampledProgram` (program IR, vocab, max_seq_len) that tracr accepts.
+
+The distribution, step by step:
+1. vocab size V and max_seq_len N are drawn uniformly from the config's
+   ranges; the vocab is {0, ..., V-1}.
+2. A target length L (ops that produce values; selects are not counted) is
+   drawn uniformly from [min_ops, max_ops].
+3. Ops are added one at a time until L are live. Each op's kind is drawn with
+   `kind_weights` among the kinds whose inputs exist; its first operand is the
+   newest value with probability `p_chain` (so programs are deep rather than
+   wide), otherwise uniform among suitable earlier values. The program's
+   output is the last op; dead ops are dropped.
+4. Kinds and tracr's constraints they respect:
+   - map: a library function on a categorical value (categorical output), a
+     boolean library function (numerical 0/1 output, to feed a mean), or a
+     function of a numerical value;
+   - sequence_map: a binary library function of two distinct categorical values;
+   - linear_sequence_map: two numerical values, integer coefficients in [-2, 2];
+   - numerical aggregate: mean of a 0/1-valued numerical value under a
+     Select with any of the 8 comparisons;
+   - categorical aggregate: copy of a categorical value with at most
+     max_seq_len values under Select(indices, q, EQ), whose width is at most
+     1, so tracr's compilation is exact (tracr cannot average categorical
+     values, nor assemble value spaces wider than the query/key space);
+   - selector_width: width of a Select with any comparison.
+   Value sets are kept small (at most `max_values` values, all within
+   [-value_bound, value_bound]) so MLPs stay small.
+5. Programs that are trivial on a sample of inputs are rejected and redrawn:
+   constant output, output equal to the tokens, or mostly undefined (None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable
+
+import numpy as np
+
+from raspsynth.program.canonical import live_ops, op_value_set
+from raspsynth.program.evaluate import evaluate
+from raspsynth.program.functions import LIBRARY
+from raspsynth.program.ir import COMPARISONS, Fn, Op, Program
+
+DEFAULT_KIND_WEIGHTS = (
+    ("map", 3.0),
+    ("sequence_map", 2.0),
+    ("categorical_aggregate", 1.5),
+    ("numerical_aggregate", 1.5),
+    ("selector_width", 1.0),
+    ("linear_sequence_map", 0.7),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """The sampled distribution; defaults are the project's default distribution."""
+
+    min_ops: int = 1
+    max_ops: int = 10
+    vocab_size: tuple[int, int] = (5, 5)  # inclusive range
+    max_seq_len: tuple[int, int] = (5, 5)  # inclusive range
+    kind_weights: tuple[tuple[str, float], ...] = DEFAULT_KIND_WEIGHTS
+    p_chain: float = 0.6
+    max_values: int = 12
+    value_bound: int = 20
+    max_attempts: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledProgram:
+    program: Program
+    vocab: frozenset
+    max_seq_len: int
+
+
+class SamplingError(RuntimeError):
+    """The sampler found no acceptable program within its attempt budget."""
+
+
+@dataclasses.dataclass
+class _Value:
+    name: str
+    encoding: str
+    values: frozenset
+
+
+def sample_program(rng: np.random.Generator, config: SamplerConfig = SamplerConfig()) -> SampledProgram:
+    """Draw one program; see the module docstring for the distribution."""
+    for _ in range(config.max_attempts):
+        vocab_size = int(rng.integers(config.vocab_size[0], config.vocab_size[1] + 1))
+        max_seq_len = int(rng.integers(config.max_seq_len[0], config.max_seq_len[1] + 1))
+        target = int(rng.integers(config.min_ops, config.max_ops + 1))
+        program = _grow(rng, config, frozenset(range(vocab_size)), max_seq_len, target)
+        if program is None:
+            continue
+        inputs = [
+            [int(t) for t in rng.integers(vocab_size, size=int(rng.integers(1, max_seq_len + 1)))]
+            for _ in range(24)
+        ]
+        if not is_trivial(program, inputs, evaluate(program, inputs)):
+            return SampledProgram(program, frozenset(range(vocab_size)), max_seq_len)
+    raise SamplingError(f"no non-trivial program in {config.max_attempts} attempts")
+
+
+def is_trivial(program: Program, inputs: list[list[Hashable]], outputs: list[list[object]]) -> bool:
+    """Constant output, output equal to the input, or mostly undefined (None)."""
+    flat = [v for row in outputs for v in row]
+    if sum(v is None for v in flat) > len(flat) / 2:
+        return True
+    if len({repr(v) for v in flat}) <= 1:
+        return True
+    return all(list(out) == list(inp) for out, inp in zip(outputs, inputs))
+
+
+def _grow(
+    rng: np.random.Generator, config: SamplerConfig, vocab: frozenset, max_seq_len: int, target: int
+) -> Program | None:
+    pool = [
+        _Value("tokens", "categorical", vocab),
+        _Value("indices", "categorical", frozenset(range(max_seq_len))),
+    ]
+    ops: list[Op] = []
+    kinds, weights = zip(*config.kind_weights)
+    probabilities = np.array(weights) / sum(weights)
+    for _ in range(target * 6):  # bounded: some draws are refused
+        if ops:
+            program = Program(tuple(ops), ops[-1].name)
+            if sum(op.kind != "select" for op in live_ops(program)) >= target:
+                break
+        kind = kinds[int(rng.choice(len(kinds), p=probabilities))]
+        new_ops = _BUILDERS[kind](rng, config, pool, max_seq_len, f"v{len(ops)}")
+        if not new_ops:
+            continue
+        sets = {v.name: v.values for v in pool}
+        for op in new_ops:
+            sets[op.name] = op_value_set(op, [sets[i] for i in op.inputs], max_seq_len)
+        result = new_ops[-1]
+        values = sets[result.name]
+        if not values or len(values) > config.max_values:
+            continue
+        if any(isinstance(v, (int, float)) and abs(v) > config.value_bound for v in values):
+            continue
+        # Renumber so names stay v0, v1, ... in program order.
+        renamed = {}
+        for op in new_ops:
+            renamed[op.name] = f"v{len(ops)}"
+            ops.append(
+                dataclasses.replace(
+                    op, name=renamed[op.name], inputs=tuple(renamed.get(i, i) for i in op.inputs)
+                )
+            )
+        pool.append(_Value(ops[-1].name, result.encoding, values))
+    if not ops:
+        return None
+    program = Program(tuple(ops), ops[-1].name)
+    live = live_ops(program)
+    if not any("tokens" in op.inputs for op in live):
+        return None  # tracr compiles only programs that read the tokens
+    if sum(op.kind != "select" for op in live) > config.max_ops:
+        return None  # one op can revive dead ones and overshoot
+    return Program(tuple(live), program.output)
+
+
+def _pick(
+    rng: np.random.Generator, config: SamplerConfig, candidates: list[_Value], pool: list[_Value]
+) -> _Value | None:
+    if not candidates:
+        return None
+    newest = pool[-1]
+    if newest in candidates and rng.random() < config.p_chain:
+        return newest
+    return candidates[int(rng.integers(len(candidates)))]
+
+
+def _numbers(values: frozenset) -> bool:
+    return all(isinstance(v, (int, float)) for v in values)
+
+
+def _library_fn(rng: np.random.Generator, arity: int, boolean_only: bool = False) -> Fn:
+    names = [n for n, e in LIBRARY.items() if e.arity == arity and (e.boolean or not boolean_only)]
+    entry = LIBRARY[names[int(rng.integers(len(names)))]]
+    low, high = entry.param_range
+    params = tuple(int(rng.integers(low, high + 1)) for _ in entry.params)
+    return Fn(entry.name, params)
+
+
+def _map(rng, config, pool, max_seq_len, name):
+    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    numerical = [v for v in pool if v.encoding == "numerical"]
+    roll = rng.random()
+    if numerical and roll < 0.2:
+        arg = _pick(rng, config, numerical, pool)
+        encoding = "numerical" if rng.random() < 0.5 else "categorical"
+        return [Op("map", name, (arg.name,), encoding, _library_fn(rng, 1, boolean_only=True))]
+    arg = _pick(rng, config, categorical, pool)
+    if arg is None:
+        return []
+    if roll < 0.45:  # a 0/1 numerical value, the raw material of means
+        return [Op("map", name, (arg.name,), "numerical", _library_fn(rng, 1, boolean_only=True))]
+    return [Op("map", name, (arg.name,), "categorical", _library_fn(rng, 1))]
+
+
+def _sequence_map(rng, config, pool, max_seq_len, name):
+    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    first = _pick(rng, config, categorical, pool)
+    others = [v for v in categorical if v is not first]
+    if first is None or not others:
+        return []
+    second = others[int(rng.integers(len(others)))]
+    args = (first.name, second.name) if rng.random() < 0.5 else (second.name, first.name)
+    return [Op("sequence_map", name, args, "categorical", _library_fn(rng, 2))]
+
+
+def _linear_sequence_map(rng, config, pool, max_seq_len, name):
+    numerical = [v for v in pool if v.encoding == "numerical"]
+    first = _pick(rng, config, numerical, pool)
+    others = [v for v in numerical if v is not first]
+    if first is None or not others:
+        return []
+    second = others[int(rng.integers(len(others)))]
+    coefficients = tuple(float(c) for c in rng.choice([-2, -1, 1, 2], size=2))
+    return [
+        Op("linear_sequence_map", name, (first.name, second.name), "numerical", coefficients=coefficients)
+    ]
+
+
+def _select(rng, pool, name, comparisons=COMPARISONS):
+    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    keys = categorical[int(rng.integers(len(categorical)))]
+    queries = categorical[int(rng.integers(len(categorical)))]
+    comparison = comparisons[int(rng.integers(len(comparisons)))]
+    return Op("select", f"{name}_select", (keys.name, queries.name), comparison=comparison)
+
+
+def _numerical_aggregate(rng, config, pool, max_seq_len, name):
+    binary = [v for v in pool if v.encoding == "numerical" and v.values <= {0, 1}]
+    arg = _pick(rng, config, binary, pool)
+    if arg is None:
+        return []
+    select = _select(rng, pool, name, ("EQ", "LT", "LEQ", "GT", "GEQ", "NEQ", "TRUE"))
+    return [select, Op("aggregate", name, (select.name, arg.name), "numerical")]
+
+
+def _categorical_aggregate(rng, config, pool, max_seq_len, name):
+    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    arg = _pick(rng, config, categorical, pool)
+    positions = [v for v in categorical if v.name != "indices" and v.values & set(range(max_seq_len))]
+    # tracr sizes value projections by the query/key width (max_seq_len here).
+    if arg is None or not positions or len(arg.values) > max_seq_len:
+        return []
+    query = positions[int(rng.integers(len(positions)))]
+    select = Op("select", f"{name}_select", ("indices", query.name), comparison="EQ")
+    return [select, Op("aggregate", name, (select.name, arg.name), "categorical")]
+
+
+def _selector_width(rng, config, pool, max_seq_len, name):
+    select = _select(rng, pool, name)
+    return [select, Op("selector_width", name, (select.name,), "categorical")]
+
+
+_BUILDERS = {
+    "map": _map,
+    "sequence_map": _sequence_map,
+    "linear_sequence_map": _linear_sequence_map,
+    "numerical_aggregate": _numerical_aggregate,
+    "categorical_aggregate": _categorical_aggregate,
+    "selector_width": _selector_width,
+}

@@ -1,0 +1,48 @@
+"""Python source for a program IR.
+
+In: a `Program`. Out: self-contained Python text that, run with exec, binds
+`program` to the equivalent tracr `rasp.SOp`. It imports only tracr.
+"""
+
+from __future__ import annotations
+
+from raspsynth.program.ir import SOURCES, Program
+
+
+def to_source(program: Program) -> str:
+    """Python text defining `program`; variable names follow the IR's op names."""
+    names = {"tokens": "rasp.tokens", "indices": "rasp.indices"}
+    for op in program.ops:
+        names[op.name] = _identifier(op.name, set(names.values()))
+    lines = ["from tracr.rasp import rasp", ""]
+    for op in program.ops:
+        args = [names[i] for i in op.inputs]
+        if op.kind == "map":
+            expr = f"rasp.Map({op.fn.source()}, {args[0]}, simplify=False)"
+        elif op.kind == "sequence_map":
+            expr = f"rasp.SequenceMap({op.fn.source()}, {args[0]}, {args[1]})"
+        elif op.kind == "linear_sequence_map":
+            a, b = op.coefficients
+            expr = f"rasp.LinearSequenceMap({args[0]}, {args[1]}, {a!r}, {b!r})"
+        elif op.kind == "select":
+            expr = f"rasp.Select({args[0]}, {args[1]}, rasp.Comparison.{op.comparison})"
+        elif op.kind == "aggregate":
+            default = "0" if op.encoding == "numerical" else "None"
+            expr = f"rasp.Aggregate({args[0]}, {args[1]}, default={default})"
+        else:  # selector_width
+            expr = f"rasp.SelectorWidth({args[0]})"
+        if op.kind != "select":
+            expr = f"rasp.{op.encoding}({expr})"
+        lines.append(f"{names[op.name]} = {expr}.named({op.name!r})")
+    lines += ["", f"program = {names[program.output]}", ""]
+    return "\n".join(lines)
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    if not base or base[0].isdigit() or base in ("program", "rasp", *SOURCES):
+        base = f"v_{base}"
+    candidate, n = base, 1
+    while candidate in taken:
+        candidate, n = f"{base}_{n}", n + 1
+    return candidate

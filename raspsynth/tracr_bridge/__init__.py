@@ -1,0 +1,21 @@
+"""The only package that imports tracr: models, interchange files, fast
+compilation, batched forward passes, probe inputs and agreement checks."""
+
+from raspsynth.tracr_bridge.compile import compile_craft, compile_program, from_tracr
+from raspsynth.tracr_bridge.interchange import load_model
+from raspsynth.tracr_bridge.model import HeadWeights, IOSpec, LayerWeights, Model
+from raspsynth.tracr_bridge.probes import agreement, outputs_equal, probe_inputs
+
+__all__ = [
+    "HeadWeights",
+    "IOSpec",
+    "LayerWeights",
+    "Model",
+    "agreement",
+    "compile_craft",
+    "compile_program",
+    "from_tracr",
+    "load_model",
+    "outputs_equal",
+    "probe_inputs",
+]

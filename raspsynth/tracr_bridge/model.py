@@ -1,0 +1,301 @@
+"""The `Model`: a tracr-style transformer's weights plus its input/output spec.
+
+In: weight arrays laid out as tracr's Haiku parameters (see DESIGN.md,
+raspsynth-model/1) and the I/O spec. Out: decoded outputs of a batched forward
+pass that reproduces tracr's `AssembledTransformerModel.apply`.
+
+A `Model` never carries residual labels: everything downstream sees weights
+and the spec only. Arrays are float32, as tracr's are, and read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from raspsynth.errors import InputError
+
+FORMAT_VERSION = "raspsynth-model/1"
+
+Token = Hashable
+Output = Any  # a categorical value, or a float for numerical outputs
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    out = np.array(array, dtype=np.float32, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class IOSpec:
+    """What goes in and comes out of a model.
+
+    `input_vocab` lists tokens in token-embedding row order and includes `bos`
+    and `pad`. `output_values` lists categorical outputs in unembed column
+    order; it is None for a numerical output (one unembed column).
+    """
+
+    input_vocab: tuple[Token, ...]
+    bos: str
+    pad: str
+    max_seq_len: int
+    output_values: tuple[Output, ...] | None
+    causal: bool = False
+
+    @property
+    def numerical(self) -> bool:
+        return self.output_values is None
+
+    @property
+    def vocab(self) -> tuple[Token, ...]:
+        """The user-facing input tokens: `input_vocab` without BOS and PAD."""
+        return tuple(t for t in self.input_vocab if t not in (self.bos, self.pad))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HeadWeights:
+    """One attention head: residual -> query/key/value [D, K], output [K, D]."""
+
+    query_w: np.ndarray
+    query_b: np.ndarray
+    key_w: np.ndarray
+    key_b: np.ndarray
+    value_w: np.ndarray
+    value_b: np.ndarray
+    output_w: np.ndarray
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _frozen(getattr(self, f.name)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerWeights:
+    """One transformer layer: attention heads, then an MLP (ReLU)."""
+
+    heads: tuple[HeadWeights, ...]
+    attn_output_b: np.ndarray  # [D], shared by all heads (Haiku's attn/linear/b)
+    mlp_in_w: np.ndarray  # [D, M]
+    mlp_in_b: np.ndarray  # [M]
+    mlp_out_w: np.ndarray  # [M, D]
+    mlp_out_b: np.ndarray  # [D]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", tuple(self.heads))
+        for f in dataclasses.fields(self):
+            if f.name != "heads":
+                object.__setattr__(self, f.name, _frozen(getattr(self, f.name)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """Weights and I/O spec of a compiled transformer; no residual labels."""
+
+    token_embed: np.ndarray  # [V, D], rows in spec.input_vocab order
+    pos_embed: np.ndarray  # [max_seq_len + 1, D], row 0 is BOS's position
+    layers: tuple[LayerWeights, ...]
+    unembed: np.ndarray  # [D, O]
+    spec: IOSpec
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(self.layers))
+        for name in ("token_embed", "pos_embed", "unembed"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+
+    # -- shape facts, derived from the arrays (one source of truth) ---------
+    @property
+    def d_model(self) -> int:
+        return self.token_embed.shape[1]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_heads(self) -> int:
+        return len(self.layers[0].heads) if self.layers else 0
+
+    @property
+    def key_size(self) -> int:
+        return self.layers[0].heads[0].query_w.shape[1] if self.layers else 0
+
+    @property
+    def mlp_hidden_size(self) -> int:
+        return self.layers[0].mlp_in_w.shape[1] if self.layers else 0
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON `meta` entry of the raspsynth-model/1 file."""
+        spec = self.spec
+        output = (
+            {"kind": "numerical"}
+            if spec.numerical
+            else {"kind": "categorical", "values": list(spec.output_values)}
+        )
+        return {
+            "format": FORMAT_VERSION,
+            "input_vocab": list(spec.input_vocab),
+            "bos": spec.bos,
+            "pad": spec.pad,
+            "max_seq_len": spec.max_seq_len,
+            "output": output,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "key_size": self.key_size,
+            "mlp_hidden_size": self.mlp_hidden_size,
+            "causal": spec.causal,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The weights under their raspsynth-model/1 names (Haiku's layout)."""
+        out = {
+            "token_embed/embeddings": self.token_embed,
+            "pos_embed/embeddings": self.pos_embed,
+            "unembed": self.unembed,
+        }
+        for i, layer in enumerate(self.layers):
+            attn = f"transformer/layer_{i}/attn"
+            for proj in ("query", "key", "value"):
+                out[f"{attn}/{proj}/w"] = np.concatenate(
+                    [getattr(h, f"{proj}_w") for h in layer.heads], axis=1
+                )
+                out[f"{attn}/{proj}/b"] = np.concatenate([getattr(h, f"{proj}_b") for h in layer.heads])
+            out[f"{attn}/linear/w"] = np.concatenate([h.output_w for h in layer.heads], axis=0)
+            out[f"{attn}/linear/b"] = layer.attn_output_b
+            mlp = f"transformer/layer_{i}/mlp"
+            out[f"{mlp}/linear_1/w"] = layer.mlp_in_w
+            out[f"{mlp}/linear_1/b"] = layer.mlp_in_b
+            out[f"{mlp}/linear_2/w"] = layer.mlp_out_w
+            out[f"{mlp}/linear_2/b"] = layer.mlp_out_b
+        return out
+
+    def save(self, path: str) -> None:
+        """Write the model as a raspsynth-model/1 `.npz` file at `path`."""
+        with open(path, "wb") as f:
+            np.savez_compressed(f, meta=np.array(json.dumps(self.meta())), **self.arrays())
+
+    # -- forward pass -------------------------------------------------------
+    def encode(self, seqs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
+        """Token ids with BOS prepended, one array per sequence.
+
+        Raises InputError for unknown tokens or sequences over max_seq_len.
+        """
+        index = {tok: i for i, tok in enumerate(self.spec.input_vocab)}
+        allowed = set(self.spec.vocab)
+        bos = index[self.spec.bos]
+        encoded = []
+        for n, seq in enumerate(seqs):
+            seq = list(seq)
+            if len(seq) > self.spec.max_seq_len:
+                raise InputError(
+                    f"sequence {n} has length {len(seq)}; this model takes at most "
+                    f"{self.spec.max_seq_len} tokens"
+                )
+            unknown = [t for t in seq if t not in allowed]
+            if unknown:
+                raise InputError(
+                    f"sequence {n} has token(s) {sorted(set(map(repr, unknown)))} not in the "
+                    f"model's vocabulary {list(self.spec.vocab)}"
+                )
+            encoded.append(np.array([bos] + [index[t] for t in seq], dtype=np.int64))
+        return encoded
+
+    def residual_stream(self, ids: np.ndarray) -> np.ndarray:
+        """Final residual stream [B, T, D] for token ids [B, T] (BOS included).
+
+        All sequences in `ids` have the same length, so no padding mask is
+        needed; `run` groups sequences by length. Arithmetic is float32 as in
+        tracr; softmax subnormals are flushed to zero as XLA on CPU does, so
+        argmax ties between near-zero logits break the same way.
+        """
+        batch, seq_len = ids.shape
+        x = self.token_embed[ids] + self.pos_embed[np.arange(seq_len)][None]
+        causal_mask = np.tril(np.ones((seq_len, seq_len), dtype=bool)) if self.spec.causal else None
+        tiny = np.finfo(np.float32).tiny
+        for layer in self.layers:
+            attn_out = np.zeros_like(x)
+            for head in layer.heads:
+                q = x @ head.query_w + head.query_b
+                k = x @ head.key_w + head.key_b
+                v = x @ head.value_w + head.value_b
+                logits = np.einsum("btk,bsk->bts", q, k) / np.float32(np.sqrt(q.shape[-1]))
+                if causal_mask is not None:
+                    logits = np.where(causal_mask, logits, np.float32(-1e30))
+                weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                weights /= weights.sum(axis=-1, keepdims=True)
+                weights[weights < tiny] = 0.0
+                attn_out += np.einsum("bts,bsk->btk", weights, v) @ head.output_w
+            x = x + (attn_out + layer.attn_output_b)
+            hidden = np.maximum(x @ layer.mlp_in_w + layer.mlp_in_b, 0.0)
+            x = x + (hidden @ layer.mlp_out_w + layer.mlp_out_b)
+        return x
+
+    def run(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[list[Output]]:
+        """Decoded outputs for each input sequence, BOS position dropped.
+
+        Sequences of mixed lengths may be given in one call. Categorical
+        outputs are the unembed argmax's value (ties break to the first column,
+        as in tracr); numerical outputs are floats.
+        """
+        encoded = self.encode(seqs)
+        results: list[list[Output] | None] = [None] * len(encoded)
+        by_length: dict[int, list[int]] = {}
+        for n, ids in enumerate(encoded):
+            by_length.setdefault(len(ids), []).append(n)
+        for members in by_length.values():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                ids = np.stack([encoded[n] for n in chunk])
+                logits = self.residual_stream(ids)[:, 1:] @ self.unembed
+                if self.spec.numerical:
+                    rows = logits[..., 0].astype(np.float64).tolist()
+                else:
+                    values = self.spec.output_values
+                    rows = [[values[i] for i in row] for row in logits.argmax(-1).tolist()]
+                for n, row in zip(chunk, rows):
+                    results[n] = row
+        return results  # type: ignore[return-value]
+
+    # -- symmetries ---------------------------------------------------------
+    def permuted(self, seed: int = 0) -> Model:
+        """The same model with its residual dimensions shuffled.
+
+        Behaviour is unchanged (up to float summation order); nothing about
+        the residual's layout survives, which is what synthesis must cope with.
+        """
+        perm = np.random.default_rng(seed).permutation(self.d_model)
+        layers = []
+        for layer in self.layers:
+            heads = tuple(
+                HeadWeights(
+                    query_w=h.query_w[perm],
+                    query_b=h.query_b,
+                    key_w=h.key_w[perm],
+                    key_b=h.key_b,
+                    value_w=h.value_w[perm],
+                    value_b=h.value_b,
+                    output_w=h.output_w[:, perm],
+                )
+                for h in layer.heads
+            )
+            layers.append(
+                LayerWeights(
+                    heads=heads,
+                    attn_output_b=layer.attn_output_b[perm],
+                    mlp_in_w=layer.mlp_in_w[perm],
+                    mlp_in_b=layer.mlp_in_b,
+                    mlp_out_w=layer.mlp_out_w[:, perm],
+                    mlp_out_b=layer.mlp_out_b[perm],
+                )
+            )
+        return Model(
+            token_embed=self.token_embed[:, perm],
+            pos_embed=self.pos_embed[:, perm],
+            layers=tuple(layers),
+            unembed=self.unembed[perm],
+            spec=self.spec,
+        )

@@ -1,0 +1,115 @@
+"""Model.run must reproduce tracr's apply; permutations must not change it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from raspsynth.errors import InputError
+from raspsynth.tracr_bridge import compile_program, from_tracr, probe_inputs
+
+
+def stock_outputs(assembled, seqs):
+    return [assembled.apply(["BOS", *seq]).decoded[1:] for seq in seqs]
+
+
+def assert_outputs_equal(ours, theirs, numerical):
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        if numerical:
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+        else:
+            assert a == b
+
+
+def sample_inputs(model, n, seed):
+    probes = probe_inputs(model)
+    rng = np.random.default_rng(seed)
+    # the longest inputs stress attention most; tracr's apply costs ~0.3 s each.
+    longest = [p for p in probes if len(p) == model.spec.max_seq_len]
+    picks = [longest[i] for i in rng.choice(len(longest), size=min(n - 1, len(longest)), replace=False)]
+    return [probes[0], *picks]
+
+
+def test_outputs_equal_tracr_apply_on_lib_programs(lib_references):
+    for ref in lib_references:
+        model = from_tracr(ref.assembled)
+        seqs = sample_inputs(model, 4, seed=0)
+        assert_outputs_equal(model.run(seqs), stock_outputs(ref.assembled, seqs), model.spec.numerical)
+
+
+def _check_random_against_apply(references):
+    for i, ref in enumerate(references):
+        model = compile_program(ref.program, ref.vocab, ref.max_seq_len)
+        seqs = sample_inputs(model, 2, seed=i)
+        assert_outputs_equal(model.run(seqs), stock_outputs(ref.assembled, seqs), model.spec.numerical)
+
+
+def test_outputs_equal_tracr_apply_on_random_programs(random_references):
+    # A numerical-output program is among the first 16 (see conftest.random_programs).
+    _check_random_against_apply(random_references[:8] + random_references[-8:])
+
+
+@pytest.mark.slow
+def test_outputs_equal_tracr_apply_on_all_random_references(random_references):
+    _check_random_against_apply(random_references)
+
+
+def test_causal_model_equals_tracr_apply():
+    from tracr.compiler import compiling, lib
+
+    program = lib.make_frac_prevs(lib.rasp.numerical(lib.rasp.Map(lambda x: x == 1, lib.rasp.tokens)))
+    stock = compiling.compile_rasp_to_model(program, {0, 1, 2}, 4, causal=True, compiler_bos="BOS")
+    model = compile_program(program, {0, 1, 2}, 4, causal=True)
+    seqs = [[1, 0, 1, 1], [0, 1, 2]]
+    assert_outputs_equal(model.run(seqs), stock_outputs(stock, seqs), numerical=True)
+
+
+def test_mixed_lengths_in_one_call_equal_separate_calls(lib_references):
+    model = from_tracr(lib_references[2].assembled)  # make_sort_unique
+    seqs = [[3, 1, 2], [4], [], [0, 4, 2, 1, 3], [2, 2]]
+    assert model.run(seqs) == [model.run([s])[0] for s in seqs]
+    assert model.run([[3, 1, 2]]) == [[1, 2, 3]]
+    assert model.run([[]]) == [[]]
+
+
+def test_permuted_models_give_identical_outputs(lib_references, random_references):
+    for ref in lib_references + random_references[:20]:
+        model = from_tracr(ref.assembled)
+        permuted = model.permuted(seed=7)
+        assert not np.array_equal(permuted.token_embed, model.token_embed)
+        seqs = probe_inputs(model)
+        ours, theirs = model.run(seqs), permuted.run(seqs)
+        if model.spec.numerical:
+            assert_outputs_equal(ours, theirs, numerical=True)
+        else:
+            assert ours == theirs, ref.name
+
+
+def test_permutation_is_a_relabelling_of_the_residual(lib_references):
+    model = from_tracr(lib_references[0].assembled)
+    permuted = model.permuted(seed=3)
+
+    def columns(m):  # one row per residual dimension: its embedding and unembedding weights
+        return sorted(map(tuple, np.vstack([m.token_embed, m.pos_embed, m.unembed.T]).T))
+
+    assert columns(permuted) == columns(model)
+    assert not np.array_equal(permuted.layers[0].mlp_out_w, model.layers[0].mlp_out_w)
+
+
+def test_bad_inputs_raise_input_error(lib_references):
+    model = from_tracr(lib_references[0].assembled)
+    with pytest.raises(InputError, match="not in the model's vocabulary"):
+        model.run([[0, 9]])
+    with pytest.raises(InputError, match="at most 5"):
+        model.run([[0] * 6])
+    with pytest.raises(InputError, match="vocabulary"):
+        model.run([["BOS", 1]])
+
+
+def test_make_sort_sorts_every_full_length_input(lib_references):
+    model = from_tracr(lib_references[3].assembled)  # make_sort
+    seqs = list(itertools.product(sorted(model.spec.vocab), repeat=model.spec.max_seq_len))
+    assert model.run(seqs) == [sorted(seq) for seq in seqs]
