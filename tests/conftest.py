@@ -7,12 +7,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from raspsynth.program.sampler import SamplerConfig, sample_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+from tests.helpers import random_programs
 
 REPO = Path(__file__).resolve().parent.parent
 N_RANDOM_REFERENCE = 50
@@ -58,20 +57,6 @@ def lib_references() -> list[Reference]:
             )
         )
     return refs
-
-
-def random_programs(n: int, seed: int, config: SamplerConfig = SamplerConfig()):
-    """n sampled programs, at least a fifth of them with numerical output."""
-    rng = np.random.default_rng(seed)
-    out, numerical = [], 0
-    while len(out) < n:
-        sample = sample_program(rng, config)
-        is_numerical = sample.program.encoding(sample.program.output) == "numerical"
-        if not is_numerical and numerical < n // 5 and len(out) >= n - n // 5:
-            continue
-        numerical += is_numerical
-        out.append(sample)
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,10 @@ The distribution, step by step:
    wide), otherwise uniform among suitable earlier values. The program's
    output is the last op; dead ops are dropped.
 4. Kinds and tracr's constraints they respect:
-   - map: a library function on a categorical value (categorical output), a
-     boolean library function (numerical 0/1 output, to feed a mean), or a
-     function of a numerical value;
+   - map: a library function on a categorical value (categorical output), or
+     a boolean library function (numerical 0/1 output, to feed a mean); with
+     probability `p_numerical_input_map` (default 0) a boolean function of a
+     numerical value, which tracr compiles imprecisely;
    - sequence_map: a binary library function of two distinct categorical values;
    - linear_sequence_map: two numerical values, integer coefficients in [-2, 2];
    - numerical aggregate: mean of a 0/1-valued numerical value under a
@@ -44,6 +45,8 @@ from raspsynth.program.evaluate import evaluate
 from raspsynth.program.functions import LIBRARY
 from raspsynth.program.ir import COMPARISONS, Fn, Op, Program
 
+CHECK_INPUTS = 32  # random inputs on which each sampled program is evaluated
+
 DEFAULT_KIND_WEIGHTS = (
     ("map", 3.0),
     ("sequence_map", 2.0),
@@ -64,6 +67,10 @@ class SamplerConfig:
     max_seq_len: tuple[int, int] = (5, 5)  # inclusive range
     kind_weights: tuple[tuple[str, float], ...] = DEFAULT_KIND_WEIGHTS
     p_chain: float = 0.6
+    # Maps reading a numerical value compile to tracr's discretising MLPs,
+    # which are wrong on some inputs (e.g. `x != 1` over means near 1); off
+    # by default so compiled models match their programs.
+    p_numerical_input_map: float = 0.0
     max_values: int = 12
     value_bound: int = 20
     max_attempts: int = 200
@@ -71,9 +78,15 @@ class SamplerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SampledProgram:
+    """A program with its compile spec, and the random inputs on which the
+    sampler evaluated it (RASP semantics, None where undefined) to reject
+    trivial programs; the data pipeline checks the compiled model on them."""
+
     program: Program
     vocab: frozenset
     max_seq_len: int
+    check_inputs: tuple[tuple[int, ...], ...] = ()
+    check_outputs: tuple[tuple[object, ...], ...] = dataclasses.field(default=(), compare=False)
 
 
 class SamplingError(RuntimeError):
@@ -96,12 +109,13 @@ def sample_program(rng: np.random.Generator, config: SamplerConfig = SamplerConf
         program = _grow(rng, config, frozenset(range(vocab_size)), max_seq_len, target)
         if program is None:
             continue
-        inputs = [
-            [int(t) for t in rng.integers(vocab_size, size=int(rng.integers(1, max_seq_len + 1)))]
-            for _ in range(24)
-        ]
-        if not is_trivial(program, inputs, evaluate(program, inputs)):
-            return SampledProgram(program, frozenset(range(vocab_size)), max_seq_len)
+        lengths = rng.integers(1, max_seq_len + 1, size=CHECK_INPUTS).tolist()
+        tokens = rng.integers(vocab_size, size=(CHECK_INPUTS, max_seq_len)).tolist()
+        inputs = [tuple(row[:n]) for row, n in zip(tokens, lengths)]
+        outputs = evaluate(program, inputs)
+        if not is_trivial(program, inputs, outputs):
+            vocab = frozenset(range(vocab_size))
+            return SampledProgram(program, vocab, max_seq_len, tuple(inputs), tuple(map(tuple, outputs)))
     raise SamplingError(f"no non-trivial program in {config.max_attempts} attempts")
 
 
@@ -191,7 +205,7 @@ def _map(rng, config, pool, max_seq_len, name):
     categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
     numerical = [v for v in pool if v.encoding == "numerical"]
     roll = rng.random()
-    if numerical and roll < 0.2:
+    if numerical and rng.random() < config.p_numerical_input_map:
         arg = _pick(rng, config, numerical, pool)
         encoding = "numerical" if rng.random() < 0.5 else "categorical"
         return [Op("map", name, (arg.name,), encoding, _library_fn(rng, 1, boolean_only=True))]

@@ -14,8 +14,9 @@ array for array (the bridge tests check that).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -46,6 +47,61 @@ class CraftCompilation:
     @property
     def residual_labels(self) -> list[str]:
         return [str(d) for d in self.residual_space.basis]
+
+
+@contextlib.contextmanager
+def _fast_tracr_internals() -> Iterator[None]:
+    """Swap tracr's generic projection and parallel-combination for closed forms.
+
+    tracr builds both through `Linear.from_action`, one basis direction at a
+    time, which dominates compile time. The replacements compute the same
+    float64 matrices (a 0/1 projection; a sum of the parts' matrices placed
+    at their rows and columns, added in the same order), so the compiled
+    arrays stay bit-identical to stock tracr's, as the bridge tests check.
+    Likewise basis inference walks `graph.reverse()`, which deep-copies
+    every node's data; a reversed view gives the same walk. The swaps are
+    undone on exit: stock tracr, the tests' reference, never sees them.
+    """
+    import networkx as nx
+    from tracr.craft import bases, vectorspace_fns
+
+    linear = vectorspace_fns.Linear
+
+    def project(from_space, to_space):
+        matrix = np.zeros((from_space.num_dims, to_space.num_dims))
+        index = to_space.index_by_direction
+        for i, direction in enumerate(from_space.basis):
+            j = index.get(direction)
+            if j is not None:
+                matrix[i, j] = 1.0
+        return linear(from_space, to_space, matrix)
+
+    def combine_in_parallel(cls, fns):
+        joint_in = bases.join_vector_spaces(*[fn.input_space for fn in fns])
+        joint_out = bases.join_vector_spaces(*[fn.output_space for fn in fns])
+        matrix = np.zeros((joint_in.num_dims, joint_out.num_dims))
+        in_index, out_index = joint_in.index_by_direction, joint_out.index_by_direction
+        for fn in fns:
+            rows = [in_index[d] for d in fn.input_space.basis]
+            cols = [out_index[d] for d in fn.output_space.basis]
+            matrix[np.ix_(rows, cols)] += fn.matrix
+        return cls(joint_in, joint_out, matrix)
+
+    reverse = nx.DiGraph.reverse
+
+    def reverse_view(self, copy=True):
+        return reverse(self, copy=False)
+
+    saved = vectorspace_fns.project, linear.__dict__["combine_in_parallel"]
+    vectorspace_fns.project = project
+    linear.combine_in_parallel = classmethod(combine_in_parallel)
+    nx.DiGraph.reverse = reverse_view
+    try:
+        yield
+    finally:
+        vectorspace_fns.project = saved[0]
+        linear.combine_in_parallel = saved[1]
+        nx.DiGraph.reverse = reverse
 
 
 def compile_craft(
@@ -81,17 +137,18 @@ def compile_craft(
         reasons = "; ".join(f"{u.expr.name}: {u.reason}" for u in unsupported)
         raise CompileError(f"tracr cannot compile this program: {reasons}")
     try:
-        extracted = rasp_to_graph.extract_rasp_graph(program)
-        graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
-        if rasp.tokens.label not in graph.nodes:
-            raise CompileError("the program does not use rasp.tokens, which tracr requires")
-        basis_inference.infer_bases(graph, sink, vocab, max_seq_len)
-        expr_to_craft_graph.add_craft_components_to_rasp_graph(
-            graph,
-            bos_dir=bases.BasisDirection(rasp.tokens.label, bos),
-            mlp_exactness=mlp_exactness,
-        )
-        craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
+        with _fast_tracr_internals():
+            extracted = rasp_to_graph.extract_rasp_graph(program)
+            graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
+            if rasp.tokens.label not in graph.nodes:
+                raise CompileError("the program does not use rasp.tokens, which tracr requires")
+            basis_inference.infer_bases(graph, sink, vocab, max_seq_len)
+            expr_to_craft_graph.add_craft_components_to_rasp_graph(
+                graph,
+                bos_dir=bases.BasisDirection(rasp.tokens.label, bos),
+                mlp_exactness=mlp_exactness,
+            )
+            craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
     except CompileError:
         raise
     except Exception as err:  # tracr signals refusal with assorted exception types
@@ -131,7 +188,8 @@ def compile_program(
     Raises CompileError, carrying tracr's reason, for programs tracr refuses.
     """
     compiled = compile_craft(program, vocab, max_seq_len, bos, pad, mlp_exactness)
-    return assemble_model(compiled, max_seq_len=max_seq_len, bos=bos, pad=pad, causal=causal)
+    with _fast_tracr_internals():
+        return assemble_model(compiled, max_seq_len=max_seq_len, bos=bos, pad=pad, causal=causal)
 
 
 def assemble_model(compiled: CraftCompilation, max_seq_len: int, bos: str, pad: str, causal: bool) -> Model:

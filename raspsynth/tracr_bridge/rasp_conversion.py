@@ -11,6 +11,8 @@ tracr's basis inference would give it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 
 from raspsynth.program.canonical import apply_ignoring_errors, op_value_set
@@ -64,22 +66,38 @@ def from_rasp(sop: object, vocab: Iterable[Hashable], max_seq_len: int) -> Progr
     if not isinstance(sop, rasp.SOp):
         raise ProgramError(f"expected a tracr rasp.SOp, got {type(sop).__name__}")
     graph = rasp_to_graph.extract_rasp_graph(sop).graph
-    sets: dict[str, frozenset] = {
+    sets: dict[str, frozenset] = {  # keyed by tracr label
         rasp.tokens.label: frozenset(vocab),
         rasp.indices.label: frozenset(range(max_seq_len)),
     }
+    # Op names: the expression's name where it is unique in the program, else
+    # tracr's label (name plus a global id), which always is.
+    exprs = [graph.nodes[label][nodes.EXPR] for label in nx.topological_sort(graph)]
+    name_counts = Counter(e.name for e in exprs)
+    names = {
+        e.label: e.label
+        if isinstance(e, (rasp.TokensType, rasp.IndicesType))
+        else e.name
+        if name_counts[e.name] == 1 and e.name not in ("tokens", "indices")
+        else e.label
+        for e in exprs
+    }
     ops: list[Op] = []
-    for label in nx.topological_sort(graph):
-        expr = graph.nodes[label][nodes.EXPR]
+    for expr in exprs:
         if isinstance(expr, (rasp.TokensType, rasp.IndicesType)):
             continue
-        op = _op_from_expr(expr, sets, rasp)
+        op = _op_from_expr(expr, sets, rasp)  # named by labels, like `sets`
         sets[op.name] = op_value_set(op, [sets[i] for i in op.inputs], max_seq_len)
-        ops.append(op)
-    return Program(tuple(ops), sop.label)
+        ops.append(dataclasses.replace(op, name=names[op.name], inputs=tuple(names[i] for i in op.inputs)))
+    return Program(tuple(ops), names[sop.label])
 
 
 def _op_from_expr(expr: object, sets: dict[str, frozenset], rasp: object) -> Op:
+    if isinstance(expr, rasp.Select):
+        inputs = (expr.keys.label, expr.queries.label)
+        return Op("select", expr.label, inputs, comparison=expr.predicate.name)
+    if not isinstance(expr, rasp.SOp):
+        raise ProgramError(f"{type(expr).__name__} ({expr.label}) has no IR form: tracr cannot compile it")
     encoding = "numerical" if rasp.is_numerical(expr) else "categorical"
     if isinstance(expr, rasp.Map):
         return Op("map", expr.label, (expr.inner.label,), encoding, _fn_of(expr.f, [sets[expr.inner.label]]))
@@ -91,9 +109,6 @@ def _op_from_expr(expr: object, sets: dict[str, frozenset], rasp: object) -> Op:
     if isinstance(expr, rasp.SequenceMap):
         inputs = (expr.fst.label, expr.snd.label)
         return Op("sequence_map", expr.label, inputs, encoding, _fn_of(expr.f, [sets[i] for i in inputs]))
-    if isinstance(expr, rasp.Select):
-        inputs = (expr.keys.label, expr.queries.label)
-        return Op("select", expr.label, inputs, comparison=expr.predicate.name)
     if isinstance(expr, rasp.Aggregate):
         return Op("aggregate", expr.label, (expr.selector.label, expr.sop.label), encoding)
     if isinstance(expr, rasp.SelectorWidth):

@@ -1,0 +1,92 @@
+"""Sampled programs that tracr compiles faithfully.
+
+In: a seeded generator and a `SamplerConfig`. Out: `CompiledSample`s (the
+program, its compiled `Model`, its canonical hash) and `SamplingStats`
+counting why candidates were dropped.
+
+A candidate is dropped when tracr refuses it (a compile failure: the sampler's
+failure rate) or when tracr compiles it to a model that disagrees with RASP
+semantics on a random probe wherever those are defined (a miscompile: tracr
+does this for some valid programs, for instance a numerical-to-categorical
+Map feeding a Select). Training on such pairs would teach the meta-model
+tracr's bugs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from raspsynth.errors import CompileError
+from raspsynth.program.canonical import canonical_hash
+from raspsynth.program.sampler import SampledProgram, SamplerConfig, sample_program
+from raspsynth.tracr_bridge import Model, compile_program
+from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL
+from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+
+@dataclasses.dataclass
+class SamplingStats:
+    sampled: int = 0
+    duplicates: int = 0  # skipped before compiling: hash already seen
+    compile_failures: int = 0
+    miscompiles: int = 0
+
+    @property
+    def compile_failure_rate(self) -> float:
+        return self.compile_failures / max(self.sampled, 1)
+
+    def add(self, other: SamplingStats) -> None:
+        self.sampled += other.sampled
+        self.duplicates += other.duplicates
+        self.compile_failures += other.compile_failures
+        self.miscompiles += other.miscompiles
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CompiledSample:
+    sample: SampledProgram
+    model: Model
+    hash: str
+
+
+def compiled_matches_rasp(sample: SampledProgram, model: Model) -> bool:
+    """Whether the model equals RASP evaluation, wherever that is defined, on
+    the sampler's check inputs."""
+    for got, want in zip(model.run(sample.check_inputs), sample.check_outputs):
+        for g, w in zip(got, want):
+            if w is None:
+                continue
+            if model.spec.numerical:
+                if abs(g - w) > NUMERICAL_ATOL:
+                    return False
+            elif g != w:
+                return False
+    return True
+
+
+def sample_compiled(
+    rng: np.random.Generator,
+    config: SamplerConfig,
+    stats: SamplingStats,
+    seen: set[str] | frozenset[str] = frozenset(),
+) -> CompiledSample:
+    """Draw until a candidate is new (canonical hash not in `seen`), compiles,
+    and matches its RASP semantics."""
+    while True:
+        sample = sample_program(rng, config)
+        stats.sampled += 1
+        program_hash = canonical_hash(sample.program, sample.vocab, sample.max_seq_len)
+        if program_hash in seen:
+            stats.duplicates += 1
+            continue
+        try:
+            model = compile_program(to_rasp(sample.program), sample.vocab, sample.max_seq_len)
+        except CompileError:
+            stats.compile_failures += 1
+            continue
+        if not compiled_matches_rasp(sample, model):
+            stats.miscompiles += 1
+            continue
+        return CompiledSample(sample, model, program_hash)

@@ -1,0 +1,21 @@
+"""Helpers shared by tests (importable, unlike conftest)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raspsynth.program.sampler import SamplerConfig, sample_program
+
+
+def random_programs(n: int, seed: int, config: SamplerConfig = SamplerConfig()):
+    """n sampled programs, at least a fifth of them with numerical output."""
+    rng = np.random.default_rng(seed)
+    out, numerical = [], 0
+    while len(out) < n:
+        sample = sample_program(rng, config)
+        is_numerical = sample.program.encoding(sample.program.output) == "numerical"
+        if not is_numerical and numerical < n // 5 and len(out) >= n - n // 5:
+            continue
+        numerical += is_numerical
+        out.append(sample)
+    return out
