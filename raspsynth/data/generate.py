@@ -29,12 +29,12 @@ from raspsynth.data.shards import (
     DATA_FORMAT,
     DatasetError,
     complete_shards,
+    pack_weights,
     read_index,
     shard_stem,
     write_shard,
 )
 from raspsynth.program.sampler import SamplerConfig
-from raspsynth.tracr_bridge import Model
 
 DEFAULT_SPLITS = (("train", 0.9), ("val", 0.05), ("test", 0.05))
 BACKENDS = ("process", "ray")
@@ -45,7 +45,7 @@ class ShardResult:
     """What a worker returns for one shard: candidates before deduplication."""
 
     records: list[dict[str, Any]]
-    models: list[Model]
+    weights: bytes  # packed npz of every candidate's arrays
     stats: SamplingStats
 
 
@@ -61,6 +61,7 @@ def generate_shard(seed: int, index: int, size: int, sampler: SamplerConfig) -> 
         program, model = compiled.sample.program, compiled.model
         records.append(
             {
+                "key": f"p{len(records):04d}",
                 "hash": compiled.hash,
                 "program": program.to_json(),
                 "vocab": sorted(compiled.sample.vocab),
@@ -73,7 +74,7 @@ def generate_shard(seed: int, index: int, size: int, sampler: SamplerConfig) -> 
             }
         )
         models.append(model)
-    return ShardResult(records, models, stats)
+    return ShardResult(records, pack_weights([r["key"] for r in records], models), stats)
 
 
 def _kind(op: Any) -> str:
@@ -207,15 +208,14 @@ def generate(
     try:
         while count < n and (max_shards is None or written < max_shards):
             shard = next(results)
-            records, models = [], []
-            for record, model in zip(shard.records, shard.models):
+            records = []
+            for record in shard.records:
                 if record["hash"] in seen or count + len(records) >= n:
                     continue
                 seen.add(record["hash"])
-                records.append({"key": f"p{len(records):04d}", "split": split_of(record["hash"]), **record})
-                models.append(model)
+                records.append({**record, "split": split_of(record["hash"])})
             (out / f"{shard_stem(index)}.stats.json").write_text(json.dumps(dataclasses.asdict(shard.stats)))
-            write_shard(out, index, records, models)
+            write_shard(out, index, records, shard.weights)
             stats.add(shard.stats)
             count += len(records)
             bar.update(len(records))

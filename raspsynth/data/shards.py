@@ -4,8 +4,10 @@ A dataset directory holds:
 
     manifest.json          {"format": "raspsynth-data/1", "n", "seed",
                             "shard_size", "splits", "sampler": {...}}
-    shard-00000.npz        every program's weights, arrays named
-                           "<record>/<raspsynth-model/1 array name>"
+    shard-00000.npz        one float32 vector per candidate, named by its
+                           key: its raspsynth-model/1 arrays raveled in
+                           `array_shapes` order (candidates dropped as
+                           duplicates stay unindexed)
     shard-00000.jsonl      one record per program: key, hash, split,
                            program (IR JSON), vocab, max_seq_len, meta
                            (raspsynth-model/1 meta), num_sops, op kinds,
@@ -19,6 +21,7 @@ temporary files, which are ignored and overwritten.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -30,7 +33,7 @@ import numpy as np
 from raspsynth.errors import RaspsynthError
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge import Model
-from raspsynth.tracr_bridge.interchange import model_from_arrays
+from raspsynth.tracr_bridge.interchange import array_shapes, model_from_arrays
 
 DATA_FORMAT = "raspsynth-data/1"
 
@@ -43,17 +46,43 @@ def shard_stem(index: int) -> str:
     return f"shard-{index:05d}"
 
 
-def write_shard(directory: Path, index: int, records: list[dict[str, Any]], models: list[Model]) -> None:
-    """Write shard `index` atomically: weights first, then the index file."""
-    stem = directory / shard_stem(index)
-    arrays = {
-        f"{record['key']}/{name}": array
-        for record, model in zip(records, models)
-        for name, array in model.arrays().items()
+def pack_weights(keys: list[str], models: list[Model]) -> bytes:
+    """A compressed npz (as bytes) holding one flat float32 vector per model.
+
+    Each vector is the model's raspsynth-model/1 arrays raveled in
+    `array_shapes` order; its meta (in the record) gives the shapes back. One
+    entry per program keeps zip overhead low; workers pack their own shards,
+    so the process that deduplicates and writes only moves bytes.
+    """
+    buffer = io.BytesIO()
+    flat = {
+        key: np.concatenate([a.ravel() for a in model.arrays().values()]) for key, model in zip(keys, models)
     }
+    np.savez_compressed(buffer, **flat)
+    return buffer.getvalue()
+
+
+def unpack_weights(flat: np.ndarray, meta: dict[str, Any], d_model: int) -> Model:
+    """The `Model` whose arrays `pack_weights` raveled into `flat`."""
+    arrays, offset = {}, 0
+    for name, shape in array_shapes(meta, d_model).items():
+        size = int(np.prod(shape))
+        arrays[name] = flat[offset : offset + size].reshape(shape)
+        offset += size
+    if offset != flat.size:
+        raise DatasetError(f"packed weights have {flat.size} values, the meta implies {offset}")
+    return model_from_arrays(arrays, meta)
+
+
+def write_shard(directory: Path, index: int, records: list[dict[str, Any]], weights: bytes) -> None:
+    """Write shard `index` atomically: weights first, then the index file.
+
+    `weights` may hold candidates the index leaves out (duplicates of
+    programs in earlier shards); the index alone defines the dataset.
+    """
+    stem = directory / shard_stem(index)
     tmp_npz = stem.with_suffix(".npz.tmp")
-    with open(tmp_npz, "wb") as f:
-        np.savez_compressed(f, **arrays)
+    tmp_npz.write_bytes(weights)
     os.replace(tmp_npz, stem.with_suffix(".npz"))
     tmp_index = stem.with_suffix(".jsonl.tmp")
     tmp_index.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
@@ -98,10 +127,6 @@ def load_examples(
         if not records:
             continue
         with np.load(directory / f"{shard_stem(index)}.npz", allow_pickle=False) as archive:
-            names_by_key: dict[str, list[str]] = {}
-            for name in archive.files:
-                names_by_key.setdefault(name.split("/", 1)[0], []).append(name)
             for record in records:
-                names = names_by_key.get(record["key"], [])
-                arrays = {n.split("/", 1)[1]: archive[n] for n in names}
-                yield record, Program.from_json(record["program"]), model_from_arrays(arrays, record["meta"])
+                model = unpack_weights(archive[record["key"]], record["meta"], record["d_model"])
+                yield record, Program.from_json(record["program"]), model

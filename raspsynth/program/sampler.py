@@ -140,10 +140,8 @@ def _grow(
     kinds, weights = zip(*config.kind_weights)
     probabilities = np.array(weights) / sum(weights)
     for _ in range(target * 6):  # bounded: some draws are refused
-        if ops:
-            program = Program(tuple(ops), ops[-1].name)
-            if sum(op.kind != "select" for op in live_ops(program)) >= target:
-                break
+        if ops and _live_sops(ops) >= target:
+            break
         kind = kinds[int(rng.choice(len(kinds), p=probabilities))]
         new_ops = _BUILDERS[kind](rng, config, pool, max_seq_len, f"v{len(ops)}")
         if not new_ops:
@@ -176,6 +174,16 @@ def _grow(
     if sum(op.kind != "select" for op in live) > config.max_ops:
         return None  # one op can revive dead ones and overshoot
     return Program(tuple(live), program.output)
+
+
+def _live_sops(ops: list[Op]) -> int:
+    """Value-producing ops the last op depends on (cheap: no Program built)."""
+    needed, count = {ops[-1].name}, 0
+    for op in reversed(ops):
+        if op.name in needed:
+            needed.update(op.inputs)
+            count += op.kind != "select"
+    return count
 
 
 def _pick(

@@ -51,19 +51,23 @@ class CraftCompilation:
 
 @contextlib.contextmanager
 def _fast_tracr_internals() -> Iterator[None]:
-    """Swap tracr's generic projection and parallel-combination for closed forms.
+    """Swap a few of tracr's slow generic routines for closed forms.
 
-    tracr builds both through `Linear.from_action`, one basis direction at a
-    time, which dominates compile time. The replacements compute the same
-    float64 matrices (a 0/1 projection; a sum of the parts' matrices placed
-    at their rows and columns, added in the same order), so the compiled
-    arrays stay bit-identical to stock tracr's, as the bridge tests check.
-    Likewise basis inference walks `graph.reverse()`, which deep-copies
-    every node's data; a reversed view gives the same walk. The swaps are
-    undone on exit: stock tracr, the tests' reference, never sees them.
+    tracr builds projections, parallel combinations of blocks and its
+    SequenceMap MLPs through `Linear.from_action`, one basis direction at a
+    time; sorts vector-space bases through a Python `__lt__`; and walks the
+    graph for basis inference through `graph.reverse()`, which deep-copies
+    every node. The replacements compute the same float64 matrices and the
+    same orders (a 0/1 projection; the parts' matrices placed and added in
+    the same order; the MLP's two layers written entry by entry; a key sort
+    making the same comparisons; a reversed view), so compiled arrays stay
+    bit-identical to stock tracr's, as the bridge tests check against
+    unpatched tracr. Every swap is undone on exit: stock tracr, the tests'
+    reference, never sees them.
     """
     import networkx as nx
-    from tracr.craft import bases, vectorspace_fns
+    from tracr.craft import bases, transformers, vectorspace_fns
+    from tracr.craft.chamber import categorical_mlp
 
     linear = vectorspace_fns.Linear
 
@@ -87,13 +91,68 @@ def _fast_tracr_internals() -> Iterator[None]:
             matrix[np.ix_(rows, cols)] += fn.matrix
         return cls(joint_in, joint_out, matrix)
 
+    def sequence_map_categorical_mlp(
+        input1_space,
+        input2_space,
+        output_space,
+        operation,
+        one_space=categorical_mlp._ONE_SPACE,
+        hidden_name="__hidden__",
+    ):
+        # tracr's version, with both layers' matrices written directly.
+        bases.ensure_dims(one_space, num_dims=1, name="one_space")
+        if not set(input1_space.basis).isdisjoint(input2_space.basis):
+            raise ValueError(
+                "Input spaces to a SequenceMap must be disjoint. "
+                "If input spaces are the same, use Map instead!"
+            )
+        input_space = bases.direct_sum(input1_space, input2_space, one_space)
+        pairs = [(x, y) for x in input1_space.basis for y in input2_space.basis]
+        hidden_dirs = [
+            bases.BasisDirection(hidden_name, (x.name, x.value, y.name, y.value)) for x, y in pairs
+        ]
+        hidden_space = bases.VectorSpaceWithBasis(list(hidden_dirs))
+        hidden_index = hidden_space.index_by_direction
+        in_index = input_space.index_by_direction
+        out_index = output_space.index_by_direction
+        first = np.zeros((input_space.num_dims, hidden_space.num_dims))
+        second = np.zeros((hidden_space.num_dims, output_space.num_dims))
+        first[in_index[one_space.basis[0]], :] = -1.0
+        for (x, y), direction in zip(pairs, hidden_dirs):
+            h = hidden_index[direction]
+            first[in_index[x], h] = 1.0
+            first[in_index[y], h] = 1.0
+            j = out_index.get(operation(x, y))
+            if j is not None:
+                second[h, j] = 1.0
+        return transformers.MLP(
+            linear(input_space, hidden_space, first), linear(hidden_space, output_space, second)
+        )
+
+    space_init = bases.VectorSpaceWithBasis.__post_init__
+
+    def sorted_space_init(self):
+        # Sorting by (name, value) keys makes the same tuple comparisons as
+        # BasisDirection.__lt__, without a Python call per comparison; where a
+        # comparison would need __lt__'s str fallback, use tracr's own sort.
+        try:
+            self.basis = sorted(self.basis, key=lambda d: (d.name, d.value))
+        except TypeError:
+            space_init(self)
+
     reverse = nx.DiGraph.reverse
 
     def reverse_view(self, copy=True):
         return reverse(self, copy=False)
 
-    saved = vectorspace_fns.project, linear.__dict__["combine_in_parallel"]
+    saved = (
+        vectorspace_fns.project,
+        linear.__dict__["combine_in_parallel"],
+        categorical_mlp.sequence_map_categorical_mlp,
+    )
     vectorspace_fns.project = project
+    categorical_mlp.sequence_map_categorical_mlp = sequence_map_categorical_mlp
+    bases.VectorSpaceWithBasis.__post_init__ = sorted_space_init
     linear.combine_in_parallel = classmethod(combine_in_parallel)
     nx.DiGraph.reverse = reverse_view
     try:
@@ -101,6 +160,8 @@ def _fast_tracr_internals() -> Iterator[None]:
     finally:
         vectorspace_fns.project = saved[0]
         linear.combine_in_parallel = saved[1]
+        categorical_mlp.sequence_map_categorical_mlp = saved[2]
+        bases.VectorSpaceWithBasis.__post_init__ = space_init
         nx.DiGraph.reverse = reverse
 
 

@@ -98,6 +98,30 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def array_shapes(meta: Mapping[str, Any], d_model: int) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every array of a raspsynth-model/1 model, in file order."""
+    num_layers, num_heads = meta["num_layers"], meta["num_heads"]
+    key_size, hidden = meta["key_size"], meta["mlp_hidden_size"]
+    out_dim = 1 if meta["output"]["kind"] == "numerical" else len(meta["output"]["values"])
+    shapes = {
+        "token_embed/embeddings": (len(meta["input_vocab"]), d_model),
+        "pos_embed/embeddings": (meta["max_seq_len"] + 1, d_model),
+        "unembed": (d_model, out_dim),
+    }
+    for i in range(num_layers):
+        attn, mlp = f"transformer/layer_{i}/attn", f"transformer/layer_{i}/mlp"
+        for proj in ("query", "key", "value"):
+            shapes[f"{attn}/{proj}/w"] = (d_model, num_heads * key_size)
+            shapes[f"{attn}/{proj}/b"] = (num_heads * key_size,)
+        shapes[f"{attn}/linear/w"] = (num_heads * key_size, d_model)
+        shapes[f"{attn}/linear/b"] = (d_model,)
+        shapes[f"{mlp}/linear_1/w"] = (d_model, hidden)
+        shapes[f"{mlp}/linear_1/b"] = (hidden,)
+        shapes[f"{mlp}/linear_2/w"] = (hidden, d_model)
+        shapes[f"{mlp}/linear_2/b"] = (d_model,)
+    return shapes
+
+
 def model_from_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Model:
     """Build a `Model` from arrays named as in raspsynth-model/1 and its meta.
 
@@ -106,30 +130,12 @@ def model_from_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any])
     """
     arrays = dict(arrays)
     vocab = [_hashable(t) for t in meta["input_vocab"]]
-    num_layers, num_heads = meta["num_layers"], meta["num_heads"]
-    key_size, hidden = meta["key_size"], meta["mlp_hidden_size"]
+    num_layers, num_heads, key_size = meta["num_layers"], meta["num_heads"], meta["key_size"]
     numerical = meta["output"]["kind"] == "numerical"
-    out_dim = 1 if numerical else len(meta["output"]["values"])
 
     token = _take(arrays, "token_embed/embeddings", ndim=2)
     d_model = token.shape[1]
-    expected = {
-        "token_embed/embeddings": (len(vocab), d_model),
-        "pos_embed/embeddings": (meta["max_seq_len"] + 1, d_model),
-        "unembed": (d_model, out_dim),
-    }
-    for i in range(num_layers):
-        attn, mlp = f"transformer/layer_{i}/attn", f"transformer/layer_{i}/mlp"
-        for proj in ("query", "key", "value"):
-            expected[f"{attn}/{proj}/w"] = (d_model, num_heads * key_size)
-            expected[f"{attn}/{proj}/b"] = (num_heads * key_size,)
-        expected[f"{attn}/linear/w"] = (num_heads * key_size, d_model)
-        expected[f"{attn}/linear/b"] = (d_model,)
-        expected[f"{mlp}/linear_1/w"] = (d_model, hidden)
-        expected[f"{mlp}/linear_1/b"] = (hidden,)
-        expected[f"{mlp}/linear_2/w"] = (hidden, d_model)
-        expected[f"{mlp}/linear_2/b"] = (d_model,)
-
+    expected = array_shapes(meta, d_model)
     checked = {"token_embed/embeddings": token}
     for name, shape in expected.items():
         if name != "token_embed/embeddings":

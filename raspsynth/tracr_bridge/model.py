@@ -204,17 +204,24 @@ class Model:
             encoded.append(np.array([bos] + [index[t] for t in seq], dtype=np.int64))
         return encoded
 
-    def residual_stream(self, ids: np.ndarray) -> np.ndarray:
+    def residual_stream(self, ids: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Final residual stream [B, T, D] for token ids [B, T] (BOS included).
 
-        All sequences in `ids` have the same length, so no padding mask is
-        needed; `run` groups sequences by length. Arithmetic is float32 as in
-        tracr; softmax subnormals are flushed to zero as XLA on CPU does, so
-        argmax ties between near-zero logits break the same way.
+        `lengths` (BOS included) marks padding: keys past a sequence's length
+        are masked as tracr masks them (logit -1e30, so exactly zero weight),
+        which leaves the real positions as if the sequence ran alone.
+        Arithmetic is float32 as in tracr; softmax subnormals are flushed to
+        zero as XLA on CPU does, so argmax ties between near-zero logits break
+        the same way.
         """
         batch, seq_len = ids.shape
         x = self.token_embed[ids] + self.pos_embed[np.arange(seq_len)][None]
-        causal_mask = np.tril(np.ones((seq_len, seq_len), dtype=bool)) if self.spec.causal else None
+        mask = np.ones((batch, 1, seq_len), dtype=bool)
+        if lengths is not None:
+            mask = (np.arange(seq_len)[None, :] < lengths[:, None])[:, None, :]
+        if self.spec.causal:
+            mask = mask & np.tril(np.ones((seq_len, seq_len), dtype=bool))[None]
+        masked = not mask.all()
         tiny = np.finfo(np.float32).tiny
         for layer in self.layers:
             attn_out = np.zeros_like(x)
@@ -223,8 +230,8 @@ class Model:
                 k = x @ head.key_w + head.key_b
                 v = x @ head.value_w + head.value_b
                 logits = np.einsum("btk,bsk->bts", q, k) / np.float32(np.sqrt(q.shape[-1]))
-                if causal_mask is not None:
-                    logits = np.where(causal_mask, logits, np.float32(-1e30))
+                if masked:
+                    logits = np.where(mask, logits, np.float32(-1e30))
                 weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
                 weights /= weights.sum(axis=-1, keepdims=True)
                 weights[weights < tiny] = 0.0
@@ -237,28 +244,28 @@ class Model:
     def run(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[list[Output]]:
         """Decoded outputs for each input sequence, BOS position dropped.
 
-        Sequences of mixed lengths may be given in one call. Categorical
-        outputs are the unembed argmax's value (ties break to the first column,
-        as in tracr); numerical outputs are floats.
+        Sequences of mixed lengths may be given in one call; each batch is
+        padded to its longest sequence and masked. Categorical outputs are
+        the unembed argmax's value (ties break to the first column, as in
+        tracr); numerical outputs are floats.
         """
         encoded = self.encode(seqs)
-        results: list[list[Output] | None] = [None] * len(encoded)
-        by_length: dict[int, list[int]] = {}
-        for n, ids in enumerate(encoded):
-            by_length.setdefault(len(ids), []).append(n)
-        for members in by_length.values():
-            for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
-                ids = np.stack([encoded[n] for n in chunk])
-                logits = self.residual_stream(ids)[:, 1:] @ self.unembed
-                if self.spec.numerical:
-                    rows = logits[..., 0].astype(np.float64).tolist()
-                else:
-                    values = self.spec.output_values
-                    rows = [[values[i] for i in row] for row in logits.argmax(-1).tolist()]
-                for n, row in zip(chunk, rows):
-                    results[n] = row
-        return results  # type: ignore[return-value]
+        results: list[list[Output]] = []
+        pad = self.spec.input_vocab.index(self.spec.pad)
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            lengths = np.array([len(ids) for ids in chunk])
+            ids = np.full((len(chunk), lengths.max()), pad, dtype=np.int64)
+            for row, seq in enumerate(chunk):
+                ids[row, : len(seq)] = seq
+            logits = self.residual_stream(ids, lengths)[:, 1:] @ self.unembed
+            if self.spec.numerical:
+                rows = logits[..., 0].astype(np.float64).tolist()
+            else:
+                values = self.spec.output_values
+                rows = [[values[i] for i in row] for row in logits.argmax(-1).tolist()]
+            results.extend(row[: n - 1] for row, n in zip(rows, lengths))
+        return results
 
     # -- symmetries ---------------------------------------------------------
     def permuted(self, seed: int = 0) -> Model:

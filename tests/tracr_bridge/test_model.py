@@ -24,6 +24,16 @@ def assert_outputs_equal(ours, theirs, numerical):
             assert a == b
 
 
+def assert_equal_where_defined(ours, theirs, semantics, numerical, name):
+    for a, b, w in zip(ours, theirs, semantics):
+        if w is None:
+            continue
+        if numerical:
+            assert abs(a - b) <= 1e-5, name
+        else:
+            assert a == b, name
+
+
 def sample_inputs(model, n, seed):
     probes = probe_inputs(model)
     rng = np.random.default_rng(seed)
@@ -41,10 +51,18 @@ def test_outputs_equal_tracr_apply_on_lib_programs(lib_references):
 
 
 def _check_random_against_apply(references):
+    """Equal to tracr wherever RASP defines the output; elsewhere (a categorical
+    aggregate selecting nothing, say) both argmax over float rounding noise,
+    which float32 numpy reproduces from XLA's in most but not all cases."""
+    from raspsynth.program.evaluate import evaluate
+    from raspsynth.tracr_bridge.rasp_conversion import from_rasp
+
     for i, ref in enumerate(references):
         model = compile_program(ref.program, ref.vocab, ref.max_seq_len)
         seqs = sample_inputs(model, 2, seed=i)
-        assert_outputs_equal(model.run(seqs), stock_outputs(ref.assembled, seqs), model.spec.numerical)
+        semantics = evaluate(from_rasp(ref.program, ref.vocab, ref.max_seq_len), seqs)
+        for ours, theirs, want in zip(model.run(seqs), stock_outputs(ref.assembled, seqs), semantics):
+            assert_equal_where_defined(ours, theirs, want, model.spec.numerical, ref.name)
 
 
 def test_outputs_equal_tracr_apply_on_random_programs(random_references):
@@ -76,16 +94,27 @@ def test_mixed_lengths_in_one_call_equal_separate_calls(lib_references):
 
 
 def test_permuted_models_give_identical_outputs(lib_references, random_references):
+    """Exactly identical on tracr's lib programs; on random programs, wherever
+    RASP defines the output (elsewhere the argmax is over rounding noise,
+    which a different summation order can change)."""
+    from raspsynth.program.evaluate import evaluate
+    from raspsynth.tracr_bridge.rasp_conversion import from_rasp
+
     for ref in lib_references + random_references[:20]:
         model = from_tracr(ref.assembled)
         permuted = model.permuted(seed=7)
         assert not np.array_equal(permuted.token_embed, model.token_embed)
         seqs = probe_inputs(model)
         ours, theirs = model.run(seqs), permuted.run(seqs)
-        if model.spec.numerical:
-            assert_outputs_equal(ours, theirs, numerical=True)
-        else:
-            assert ours == theirs, ref.name
+        if ref in lib_references:
+            if model.spec.numerical:
+                assert_outputs_equal(ours, theirs, numerical=True)
+            else:
+                assert ours == theirs, ref.name
+            continue
+        semantics = evaluate(from_rasp(ref.program, ref.vocab, ref.max_seq_len), seqs)
+        for a, b, w in zip(ours, theirs, semantics):
+            assert_equal_where_defined(a, b, w, model.spec.numerical, ref.name)
 
 
 def test_permutation_is_a_relabelling_of_the_residual(lib_references):
