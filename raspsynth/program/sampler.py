@@ -171,8 +171,8 @@ def _grow(
     live = live_ops(program)
     if not any("tokens" in op.inputs for op in live):
         return None  # tracr compiles only programs that read the tokens
-    if sum(op.kind != "select" for op in live) > config.max_ops:
-        return None  # one op can revive dead ones and overshoot
+    if not config.min_ops <= sum(op.kind != "select" for op in live) <= config.max_ops:
+        return None  # one op can revive dead ones and overshoot; draws can run out
     return Program(tuple(live), program.output)
 
 
