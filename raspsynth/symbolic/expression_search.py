@@ -50,7 +50,6 @@ class Expression:
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
     text: str
-    size: int
     values: tuple  # results on the domain, in domain order
     precedence: int  # 0 atom/call, 1 conditional/boolean, 2 comparison, 3 sum, 4 product, 5 unary
 
@@ -87,35 +86,30 @@ def find_expression(
 
     by_size: dict[int, list[_Candidate]] = {}
     seen: set[tuple] = set()
-    count = 0
     deadline = time.monotonic() + time_budget_s
 
-    def add(text: str, size: int, values: tuple, precedence: int) -> _Candidate | None:
-        nonlocal count
+    def add(size: int, text: str, values: tuple, precedence: int) -> bool:
+        """Keep a candidate with a new behaviour; True if it is the target's."""
         key = _key(values)
         if key in seen:
-            return None
+            return False
         seen.add(key)
-        count += 1
-        candidate = _Candidate(text, size, values, precedence)
-        by_size.setdefault(size, []).append(candidate)
-        return candidate
-
-    def matches(candidate: _Candidate | None) -> bool:
-        return candidate is not None and _key(candidate.values) == target
+        by_size.setdefault(size, []).append(_Candidate(text, values, precedence))
+        return key == target
 
     leaves = [(a, tuple(p[i] for p in points)) for i, a in enumerate(args)]
     leaves += [(str(c), tuple(c for _ in points)) for c in CONSTANTS]
     for text, values in leaves:
-        if matches(add(text, 1, values, 0)):
+        if add(1, text, values, 0):
             return _finish(text, 1, boolean_target, args, table, points)
 
+    tried = 0
     for size in range(2, max_size + 1):
-        for candidate in _grow(by_size, size):
-            made = add(*candidate)
-            if matches(made):
-                return _finish(made.text, size, boolean_target, args, table, points)
-            if count > max_candidates or (count % 256 == 0 and time.monotonic() > deadline):
+        for text, values, precedence in _grow(by_size, size):
+            if add(size, text, values, precedence):
+                return _finish(text, size, boolean_target, args, table, points)
+            tried += 1
+            if len(seen) > max_candidates or (tried % 256 == 0 and time.monotonic() > deadline):
                 return _table_expression(table, arity)
     return _table_expression(table, arity)
 
@@ -140,11 +134,11 @@ def _grow(by_size: dict[int, list[_Candidate]], size: int) -> Iterator[tuple]:
         ):
             values = _apply(f, c.values)
             if values is not None:
-                yield text, size, values, prec
+                yield text, values, prec
     for left_size in range(1, size - 1):  # binary: one symbol plus two operands
         right_size = size - 1 - left_size
         for a, b in itertools.product(by_size.get(left_size, []), by_size.get(right_size, [])):
-            yield from _binary(a, b, size)
+            yield from _binary(a, b)
     for cond_size in range(1, size - 2):  # conditional: one symbol plus three operands
         for then_size in range(1, size - 1 - cond_size):
             else_size = size - 1 - cond_size - then_size
@@ -154,7 +148,7 @@ def _grow(by_size: dict[int, list[_Candidate]], size: int) -> Iterator[tuple]:
                 for a, b in itertools.product(by_size.get(then_size, []), by_size.get(else_size, [])):
                     values = tuple(x if c else y for c, x, y in zip(cond.values, a.values, b.values))
                     text = f"{_wrap(a, 2)} if {_wrap(cond, 2)} else {_wrap(b, 2)}"
-                    yield text, size, values, 1
+                    yield text, values, 1
 
 
 _COMPARISONS = (
@@ -167,7 +161,7 @@ _COMPARISONS = (
 )
 
 
-def _binary(a: _Candidate, b: _Candidate, size: int) -> list[tuple]:
+def _binary(a: _Candidate, b: _Candidate) -> list[tuple]:
     out = []
     ops = [
         (f"{_wrap(a, 3)} + {_wrap(b, 4)}", 3, lambda u, v: u + v),
@@ -188,7 +182,7 @@ def _binary(a: _Candidate, b: _Candidate, size: int) -> list[tuple]:
     for text, prec, f in ops:
         values = _apply(f, a.values, b.values)
         if values is not None:
-            out.append((text, size, values, prec))
+            out.append((text, values, prec))
     return out
 
 

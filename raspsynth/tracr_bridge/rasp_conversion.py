@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 
 from raspsynth.program.canonical import apply_ignoring_errors, op_value_set
-from raspsynth.program.ir import Fn, Op, Program, ProgramError
+from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
 
 _FN_ATTRIBUTE = "_raspsynth_fn"
 
@@ -75,12 +75,7 @@ def from_rasp(sop: object, vocab: Iterable[Hashable], max_seq_len: int) -> Progr
     exprs = [graph.nodes[label][nodes.EXPR] for label in nx.topological_sort(graph)]
     name_counts = Counter(e.name for e in exprs)
     names = {
-        e.label: e.label
-        if isinstance(e, (rasp.TokensType, rasp.IndicesType))
-        else e.name
-        if name_counts[e.name] == 1 and e.name not in ("tokens", "indices")
-        else e.label
-        for e in exprs
+        e.label: e.name if name_counts[e.name] == 1 and e.name not in SOURCES else e.label for e in exprs
     }
     ops: list[Op] = []
     for expr in exprs:
