@@ -19,3 +19,9 @@ class CompileError(RaspsynthError):
 
 class InputError(RaspsynthError, ValueError):
     """An input sequence the model cannot take (unknown token, too long)."""
+
+
+class NotTracrStructured(RaspsynthError):
+    """The weights do not have the layout tracr compiles programs to (for example
+    random matrices, or a residual stream rotated rather than permuted), so no
+    program structure can be read off them."""

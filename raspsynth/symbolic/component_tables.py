@@ -1,0 +1,172 @@
+"""Component tables: what each component computes, read by probing it alone.
+
+In: a `Model` and its `Structure`. Out: per component, its exact table over
+residual dimensions, before any value is attached to a dimension:
+- a sub-MLP: input combination -> output (a dimension of a categorical
+  output, or a number); an input is a dimension of a categorical block or a
+  value a numerical block takes on the probe inputs;
+- a head: its selection predicate as a boolean table over (query dimension,
+  key dimension), and for a categorical Aggregate which value dimension is
+  copied to which output dimension;
+- a SelectorWidth: its predicate, and the width each output dimension means
+  (or, for a numerical width, a check that the output is the width).
+
+Each probe builds exactly the residual vectors tracr's construction assumes:
+`one` set, one dimension per categorical input, BOS as a key with only BOS
+and `one` set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from raspsynth.errors import NotTracrStructured
+from raspsynth.symbolic.probing import (
+    ResidualObservations,
+    attention_score,
+    mlp_response,
+    residual_vectors,
+    value_response,
+)
+from raspsynth.symbolic.residual_structure import Component, Structure
+from raspsynth.tracr_bridge.model import Model
+
+# A linear fit of a numerical MLP must be this exact to be a LinearSequenceMap.
+LINEAR_TOLERANCE = 1e-3
+
+Key = int | float | None  # a dimension, a numerical value, or None (input unread)
+
+
+@dataclasses.dataclass(frozen=True)
+class MlpTable:
+    """`rows` maps a tuple of input keys (one per input block) to an output
+    dimension (categorical output) or value (numerical output)."""
+
+    rows: dict[tuple[Key, ...], int | float]
+    coefficients: tuple[float, float] | None = None  # a LinearSequenceMap's
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionTable:
+    """`selects[(query_dim, key_dim)]`; `copies[value_dim] = output_dim` for a
+    categorical Aggregate; `widths[output_dim] = width` for a SelectorWidth."""
+
+    selects: dict[tuple[int | None, int | None], bool]
+    copies: dict[int, int] | None = None
+    widths: dict[int, int] | None = None
+
+
+def component_tables(model: Model, structure: Structure) -> dict[str, MlpTable | AttentionTable]:
+    """Component name -> its table."""
+    observations = ResidualObservations(model)
+    tables: dict[str, MlpTable | AttentionTable] = {}
+    for component in structure.components:
+        if component.kind == "mlp":
+            tables[component.name] = _mlp_table(model, structure, component, observations)
+        else:
+            tables[component.name] = _attention_table(model, structure, component)
+    return tables
+
+
+def _input_keys(structure: Structure, name: str, observations: ResidualObservations) -> list[tuple]:
+    """(key, residual assignment) for each value an input block can hold."""
+    block = structure.block(name)
+    if block.encoding == "categorical":
+        return [(d, {d: 1.0}) for d in structure.value_dims(name)]
+    dim = block.dims[0]
+    return [(v, {dim: v}) for v in observations.values(dim)]
+
+
+def _one(structure: Structure) -> dict[int, float]:
+    return {} if structure.one_dim is None else {structure.one_dim: 1.0}
+
+
+def _mlp_table(model, structure: Structure, component: Component, observations) -> MlpTable:
+    layer = model.layers[component.layer]
+    out = structure.block(component.name)
+    keys = [_input_keys(structure, name, observations) for name in component.inputs]
+    combos = list(itertools.product(*keys))
+    residual_rows = []
+    for combo in combos:
+        row = _one(structure)
+        for _, assignment in combo:
+            row.update(assignment)
+        residual_rows.append(row)
+    response = mlp_response(layer, residual_vectors(model.d_model, residual_rows))[:, list(out.dims)]
+    rows: dict[tuple[Key, ...], int | float] = {}
+    for combo, values in zip(combos, response):
+        key = tuple(k for k, _ in combo)
+        if out.encoding == "categorical":
+            rows[key] = out.dims[int(np.argmax(values))]
+        else:
+            rows[key] = float(values[0])
+    coefficients = None
+    inputs = [structure.block(name) for name in component.inputs]
+    if len(inputs) == 2 and all(b.encoding == "numerical" for b in inputs):
+        coefficients = _linear_fit(rows, component.name)
+    return MlpTable(rows, coefficients)
+
+
+def _linear_fit(rows: dict, name: str) -> tuple[float, float]:
+    xy = np.array(list(rows), dtype=np.float64)
+    z = np.array(list(rows.values()), dtype=np.float64)
+    (a, b), *_ = np.linalg.lstsq(xy, z, rcond=None)
+    a, b = float(np.round(a, 4)), float(np.round(b, 4))
+    if np.abs(xy @ np.array([a, b]) - z).max(initial=0.0) > LINEAR_TOLERANCE:
+        raise NotTracrStructured(f"{name} combines two numerical SOps non-linearly")
+    return a, b
+
+
+def _attention_table(model, structure: Structure, component: Component) -> AttentionTable:
+    head = model.layers[component.layer].heads[component.head]
+    query, key = component.inputs
+    query_dims = list(structure.value_dims(query)) if query else [None]
+    key_dims = list(structure.value_dims(key)) if key else [None]
+    one = _one(structure)
+    queries = residual_vectors(
+        model.d_model, [{**one, **({} if q is None else {q: 1.0})} for q in query_dims]
+    )
+    keys = residual_vectors(
+        model.d_model,
+        [{**one, **({} if k is None else {k: 1.0})} for k in key_dims] + [{**one, structure.bos_dim: 1.0}],
+    )
+    scores = attention_score(head, queries, keys)
+    # tracr scores BOS half as high as a selected key (as high, when the head
+    # always attends to BOS, as SelectorWidth's does) and an unselected one at 0.
+    tolerance = 1e-3 * max(1.0, float(np.abs(scores).max()))
+    selected = scores[:, :-1] >= scores[:, -1:] - tolerance
+    selects = {(q, k): bool(selected[i, j]) for i, q in enumerate(query_dims) for j, k in enumerate(key_dims)}
+    out = structure.block(component.name)
+    if component.kind == "aggregate":
+        value = structure.block(component.value)
+        if value.encoding == "numerical":
+            return AttentionTable(selects)
+        dims = structure.value_dims(component.value)
+        written = value_response(head, residual_vectors(model.d_model, [{d: 1.0} for d in dims]))
+        copies = {}
+        for d, row in zip(dims, written[:, list(out.dims)]):
+            if not np.isclose(row.max(), 1.0, atol=1e-3) or np.abs(row).sum() > 1.0 + 1e-3:
+                raise NotTracrStructured(f"{component.name} does not copy value dimension {d} one-to-one")
+            copies[d] = out.dims[int(np.argmax(row))]
+        return AttentionTable(selects, copies=copies)
+    return AttentionTable(selects, widths=_widths(model, structure, component))
+
+
+def _widths(model, structure: Structure, component: Component) -> dict[int, int]:
+    """Probe the SelectorWidth's MLP with the head's output 1/(w+1) for each width w."""
+    layer = model.layers[component.layer]
+    out = structure.block(component.name)
+    max_width = model.spec.max_seq_len
+    rows = [{**_one(structure), component.attention_dim: 1.0 / (w + 1)} for w in range(max_width + 1)]
+    response = mlp_response(layer, residual_vectors(model.d_model, rows))[:, list(out.dims)]
+    if out.encoding == "numerical":
+        if not np.allclose(response[:, 0], np.arange(max_width + 1), atol=1e-2):
+            raise NotTracrStructured(f"{component.name} does not output the selector's width")
+        return {}
+    widths = {}
+    for w, row in enumerate(response):
+        widths.setdefault(out.dims[int(np.argmax(row))], w)
+    return widths

@@ -1,0 +1,185 @@
+"""`decompile_structure`: a program IR read straight off a model's weights.
+
+In: a `Model`. Out: `Decompiled`: a program (or None when the weights are not
+tracr-structured, with the reason), a confidence per op, and how each op was
+found. It chains the symbolic layer's stages: residual structure ->
+component tables -> value semantics -> ops. Functions are named by the
+library when one matches their table exactly; otherwise they stay exact
+tables (the expression search can still give them a readable lambda).
+
+Confidence is 1.0 for an op whose every part was read from the weights,
+0.5 where an operand the weights never read was filled in (a constant
+predicate or function, which cannot depend on it), and 0.0 where no tracr
+comparison reproduces a predicate under the chosen values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable
+
+from raspsynth.errors import NotTracrStructured
+from raspsynth.program.canonical import apply_ignoring_errors
+from raspsynth.program.ir import Fn, Op, Program, ProgramError
+from raspsynth.symbolic.component_tables import AttentionTable, MlpTable, component_tables
+from raspsynth.symbolic.residual_structure import Component, Structure, read_structure
+from raspsynth.symbolic.value_semantics import (
+    ValueAssignment,
+    assign_values,
+    comparison_of,
+    library_functions,
+)
+from raspsynth.tracr_bridge.model import Model
+
+NUMERICAL_MATCH = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Decompiled:
+    """What the weights say. `program` is None when they are not recognisable
+    as tracr-structured; `reason` then says why."""
+
+    program: Program | None
+    confidence: dict[str, float]
+    provenance: dict[str, str]
+    structure: Structure | None = None
+    tables: dict | None = None
+    values: ValueAssignment | None = None
+    reason: str | None = None
+
+    @property
+    def recognised(self) -> bool:
+        return self.program is not None
+
+
+def decompile_structure(model: Model) -> Decompiled:
+    """The program the weights encode, as far as the weights alone tell it."""
+    try:
+        structure = read_structure(model)
+        tables = component_tables(model, structure)
+        values = assign_values(model, structure, tables)
+        builder = _ProgramBuilder(model, structure, tables, values)
+        program = builder.build()
+    except NotTracrStructured as err:
+        return Decompiled(None, {}, {}, reason=f"not recognisable as tracr-structured: {err}")
+    except ProgramError as err:
+        return Decompiled(None, {}, {}, reason=f"the weights read as an invalid program: {err}")
+    return Decompiled(program, builder.confidence, builder.provenance, structure, tables, values)
+
+
+def match_library(rows: dict[tuple, Hashable], numerical: bool) -> Fn | None:
+    """The first library function equal to `rows` (args -> result) everywhere."""
+    arity = len(next(iter(rows)))
+    for fn in library_functions(arity):
+        f = fn.bind()
+        if all(_same(apply_ignoring_errors(f, *args), result, numerical) for args, result in rows.items()):
+            return fn
+    return None
+
+
+def _same(got, want, numerical: bool) -> bool:
+    if got is None:
+        return False
+    if numerical:
+        try:
+            return abs(float(got) - float(want)) <= NUMERICAL_MATCH
+        except (TypeError, ValueError):
+            return False
+    # True is not accepted for 1: the output's type is part of its value.
+    return isinstance(got, bool) == isinstance(want, bool) and got == want
+
+
+def _plain(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+class _ProgramBuilder:
+    def __init__(self, model: Model, structure: Structure, tables: dict, values: ValueAssignment) -> None:
+        self.model, self.structure, self.tables, self.values = model, structure, tables, values
+        self.names = {"tokens": "tokens", "indices": "indices"}
+        self.ops: list[Op] = []
+        self.confidence: dict[str, float] = {}
+        self.provenance: dict[str, str] = {}
+
+    def build(self) -> Program:
+        for component in self.structure.components:
+            if component.kind == "mlp":
+                self._mlp(component)
+            else:
+                self._attention(component)
+        return Program(tuple(self.ops), self.names[self.structure.output])
+
+    def _value(self, name: str, key) -> Hashable:
+        if self.structure.block(name).encoding == "numerical":
+            return _plain(key)
+        return self.values.values[key]
+
+    def _mlp(self, component: Component) -> None:
+        table: MlpTable = self.tables[component.name]
+        block = self.structure.block(component.name)
+        numerical = block.encoding == "numerical"
+        layer, index = component.layer, component.name.rsplit("mlp", 1)[1]
+        inputs = component.inputs
+        confidence = 1.0
+        if table.coefficients is not None:
+            kind = "linear_sequence_map"
+        elif len(inputs) == 2:
+            kind = "sequence_map"
+        else:
+            kind = "map"
+        name = f"{kind}_{layer}_{index}"
+        self.names[component.name] = name
+        how = f"MLP {layer} hidden units {list(component.hidden_units)}"
+        if kind == "linear_sequence_map":
+            op = Op(
+                kind, name, tuple(self.names[i] for i in inputs), "numerical", coefficients=table.coefficients
+            )
+        else:
+            rows = {}
+            for key, out in table.rows.items():
+                args = tuple(self._value(i, k) for i, k in zip(inputs, key))
+                rows[args if args else (None,)] = _plain(out) if numerical else self.values.values[out]
+            if not inputs:  # reads nothing: a constant, whatever its input
+                inputs, confidence = ("tokens",), 0.5
+                (constant,) = rows.values()
+                rows = {(t,): constant for t in self.model.spec.vocab}
+            fn = match_library(rows, numerical)
+            if fn is None:
+                fn = Fn.from_table({k if len(k) > 1 else k[0]: v for k, v in rows.items()}, len(inputs))
+            op = Op(kind, name, tuple(self.names[i] for i in inputs), block.encoding, fn=fn)
+            how += f", function {fn.describe()}"
+        self.ops.append(op)
+        self.confidence[name] = confidence
+        self.provenance[name] = how + self._labels_note(component.name)
+
+    def _labels_note(self, block: str) -> str:
+        method = self.values.how.get(block)
+        return f", values {method}" if method else ""
+
+    def _attention(self, component: Component) -> None:
+        table: AttentionTable = self.tables[component.name]
+        block = self.structure.block(component.name)
+        query, key = component.inputs
+        confidence = 1.0
+        comparison = comparison_of(table.selects, self.values.values)
+        if comparison is None:
+            comparison, confidence = "EQ", 0.0
+        if query is None or key is None:
+            confidence = min(confidence, 0.5)
+            # tracr needs `tokens` in every program; an unread operand may be anything.
+            query, key = query or "tokens", key or "tokens"
+        kind = component.kind
+        suffix = f"{component.layer}_{component.head}"
+        select = Op("select", f"select_{suffix}", (self.names[key], self.names[query]), comparison=comparison)
+        name = f"{kind}_{suffix}"
+        self.names[component.name] = name
+        if kind == "aggregate":
+            op = Op(kind, name, (select.name, self.names[component.value]), block.encoding)
+        else:
+            op = Op(kind, name, (select.name,), block.encoding)
+        self.ops += [select, op]
+        where = f"layer {component.layer} head {component.head}"
+        for op_name in (select.name, name):
+            self.confidence[op_name] = confidence
+        self.provenance[select.name] = f"{where} predicate table, comparison {comparison}"
+        self.provenance[name] = f"{where}" + self._labels_note(component.name)

@@ -1,0 +1,275 @@
+"""Value semantics: which value each categorical dimension stands for.
+
+In: a `Model`, its `Structure` and component tables. Out: `ValueAssignment`,
+a value for every dimension of every categorical block, and for each block
+how it was found.
+
+Some values are fixed by the weights and spec ("read"): tokens and indices by
+the embeddings, the output block by the unembed's columns, a SelectorWidth's
+dimensions by the width they decode, and an Aggregate's dimensions by the
+value dimensions it copies (in both directions). The values of an
+intermediate categorical SOp are not: any relabelling gives the same weights.
+For those, a labelling is chosen in this order:
+1. a library function of the input values that splits the inputs exactly as
+   the table does ("library"), checked against every selection predicate it
+   takes part in, which must stay one of tracr's comparisons;
+2. otherwise 0, 1, 2, ... ("arbitrary");
+3. if some predicate is then no comparison, every chosen block is relabelled
+   jointly by Z3 so that all predicates are comparisons, keeping the labels
+   of steps 1-2 where it can ("solver").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Hashable
+
+import numpy as np
+
+from raspsynth.program.canonical import apply_ignoring_errors
+from raspsynth.program.evaluate import PREDICATES
+from raspsynth.program.functions import LIBRARY
+from raspsynth.program.ir import Fn
+from raspsynth.symbolic.component_tables import AttentionTable, MlpTable
+from raspsynth.symbolic.residual_structure import Structure
+from raspsynth.tracr_bridge.model import Model
+
+# Z3's time limit per block, in milliseconds.
+SOLVER_TIMEOUT_MS = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueAssignment:
+    values: dict[int, Hashable]  # dimension -> value, for categorical dimensions
+    how: dict[str, str]  # block -> "read" | "library" | "solver" | "arbitrary"
+
+
+@functools.cache
+def library_functions(arity: int) -> tuple[Fn, ...]:
+    """Every library function of `arity` with parameters in its sampled range."""
+    fns = []
+    for entry in LIBRARY.values():
+        if entry.arity != arity:
+            continue
+        low, high = entry.param_range
+        for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
+            fns.append(Fn(entry.name, tuple(params)))
+    return tuple(fns)
+
+
+def comparison_of(selects: dict, values: dict[int, Hashable]) -> str | None:
+    """The first of tracr's comparisons that gives `selects` under `values`,
+    or None. A predicate that reads no query or no key is constant."""
+    if any(q is None or k is None for q, k in selects):
+        chosen = set(selects.values())
+        return "TRUE" if chosen == {True} else "FALSE" if chosen == {False} else None
+    for name, predicate in PREDICATES.items():
+        try:
+            if all(bool(predicate(values[k], values[q])) == chosen for (q, k), chosen in selects.items()):
+                return name
+        except TypeError:  # values that do not order (strings against numbers)
+            continue
+    return None
+
+
+def assign_values(model: Model, structure: Structure, tables: dict) -> ValueAssignment:
+    values: dict[int, Hashable] = {}
+    how: dict[str, str] = {}
+    for block in structure.blocks:
+        if block.values is not None and block.encoding == "categorical":
+            values.update(zip(block.dims, block.values))
+            how[block.name] = "read"
+    output = structure.block(structure.output)
+    if output.encoding == "categorical":
+        for d in output.dims:
+            values[d] = model.spec.output_values[int(np.argmax(model.unembed[d]))]
+        how[output.name] = "read"
+    for component in structure.components:
+        table = tables[component.name]
+        if isinstance(table, AttentionTable) and table.widths:
+            values.update(table.widths)
+            how[component.name] = "read"
+    _propagate_copies(structure, tables, values, how)
+    for component in structure.components:
+        block = structure.block(component.name)
+        if block.encoding != "categorical" or block.name in how:
+            continue
+        labels, method = _label_block(structure, tables, component, values)
+        values.update(labels)
+        how[block.name] = method
+        _propagate_copies(structure, tables, values, how)
+    _repair_predicates(structure, tables, values, how)
+    return ValueAssignment(values, how)
+
+
+def _propagate_copies(structure: Structure, tables: dict, values: dict, how: dict) -> None:
+    changed = True
+    while changed:
+        changed = False
+        for component in structure.components:
+            table = tables[component.name]
+            if not (isinstance(table, AttentionTable) and table.copies):
+                continue
+            for source, target in table.copies.items():
+                if source in values and target not in values:
+                    values[target] = values[source]
+                    how.setdefault(component.name, how.get(component.value, "read"))
+                    changed = True
+                elif target in values and source not in values:
+                    values[source] = values[target]
+                    how.setdefault(component.value, how.get(component.name, "read"))
+                    changed = True
+
+
+def _input_values(structure: Structure, key: tuple, inputs: tuple, values: dict) -> tuple | None:
+    out = []
+    for name, k in zip(inputs, key):
+        if structure.block(name).encoding == "numerical":
+            out.append(int(k) if float(k).is_integer() else k)
+        elif k in values:
+            out.append(values[k])
+        else:
+            return None
+    return tuple(out)
+
+
+def _label_block(structure: Structure, tables: dict, component, values: dict) -> tuple[dict, str]:
+    block = structure.block(component.name)
+    table = tables[component.name]
+    if isinstance(table, MlpTable) and component.inputs:
+        groups: dict[int, list[tuple]] = {d: [] for d in block.dims}
+        for key, out_dim in table.rows.items():
+            args = _input_values(structure, key, component.inputs, values)
+            if args is None:
+                groups = {}
+                break
+            groups[out_dim].append(args)
+        if groups:
+            for fn in library_functions(len(component.inputs)):
+                labels = _labels_from(fn, groups)
+                if labels is not None and _predicates_hold(structure, tables, {**values, **labels}):
+                    return labels, "library"
+    return {d: i for i, d in enumerate(block.dims)}, "arbitrary"
+
+
+def _labels_from(fn: Fn, groups: dict[int, list[tuple]]) -> dict[int, Hashable] | None:
+    """Labels if `fn` is constant on each output dimension's inputs and
+    different across dimensions."""
+    f = fn.bind()
+    labels = {}
+    for dim, arg_list in groups.items():
+        results = {apply_ignoring_errors(f, *args) for args in arg_list}
+        if len(results) != 1 or None in results:
+            return None
+        labels[dim] = results.pop()
+    if len({repr(v) for v in labels.values()}) != len(labels) or len(set(labels.values())) != len(labels):
+        return None
+    return labels
+
+
+def _predicates_hold(structure: Structure, tables: dict, values: dict) -> bool:
+    for component in structure.components:
+        table = tables[component.name]
+        if not isinstance(table, AttentionTable):
+            continue
+        dims = {d for pair in table.selects for d in pair if d is not None}
+        if dims <= values.keys() and comparison_of(table.selects, values) is None:
+            return False
+    return True
+
+
+def _repair_predicates(structure: Structure, tables: dict, values: dict, how: dict) -> None:
+    """Relabel the chosen (not read) blocks jointly, by Z3, so that every
+    predicate is one of tracr's comparisons; keep chosen labels where possible."""
+    attention = [c for c in structure.components if isinstance(tables[c.name], AttentionTable)]
+    failing = [c for c in attention if comparison_of(tables[c.name].selects, values) is None]
+    if not failing:
+        return
+    free = [b for b in structure.blocks if b.encoding == "categorical" and how.get(b.name) != "read"]
+    for sort in (_int_sort, _real_sort):  # integers read best; reals fit values between others
+        labels = _solve_jointly(sort, structure, tables, free, values)
+        if labels is not None:
+            values.update(labels)
+            for block in free:
+                how[block.name] = "solver"
+            return
+
+
+def _int_sort(name: str):
+    import z3
+
+    return z3.Int(name)
+
+
+def _real_sort(name: str):
+    import z3
+
+    return z3.Real(name)
+
+
+def _solve_jointly(sort, structure: Structure, tables: dict, free: list, values: dict) -> dict | None:
+    import z3
+
+    # An Aggregate's dimensions carry the values it copies: one variable for both.
+    same = {}
+    for component in structure.components:
+        table = tables[component.name]
+        if isinstance(table, AttentionTable) and table.copies:
+            for source, target in table.copies.items():
+                same[target] = same.get(source, source)
+    variables = {d: sort(f"v{same.get(d, d)}") for block in free for d in block.dims}
+    integer = sort is _int_sort
+
+    def term(d):
+        if d in variables:
+            return variables[d]
+        value = values.get(d)
+        if isinstance(value, (bool, int, np.integer)):
+            return z3.IntVal(int(value)) if integer else z3.RealVal(int(value))
+        if isinstance(value, float) and not integer:
+            return z3.RealVal(value)
+        return None
+
+    solver = z3.Optimize()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    for block in free:
+        if len(block.dims) > 1:
+            solver.add(z3.Distinct(*[variables[d] for d in block.dims]))
+    for component in structure.components:
+        table = tables[component.name]
+        if not isinstance(table, AttentionTable) or any(q is None or k is None for q, k in table.selects):
+            continue
+        pairs = [(term(q), term(k), chosen) for (q, k), chosen in table.selects.items()]
+        if any(q is None or k is None for q, k, _ in pairs):
+            if any(d in variables for pair in table.selects for d in pair):
+                return None  # a free block is compared with values Z3 cannot order
+            continue
+        solver.add(z3.Or(*[z3.And(*[op(k, q) == chosen for q, k, chosen in pairs]) for op in _ORDERINGS]))
+    for d, v in variables.items():
+        current = values.get(d)
+        if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
+            solver.add_soft(v == (z3.IntVal(int(current)) if integer else z3.RealVal(int(current))))
+    if solver.check() != z3.sat:
+        return None
+    model = solver.model()
+    labels = {}
+    for d, v in variables.items():
+        value = model.eval(v, model_completion=True)
+        labels[d] = value.as_long() if integer else _plain_fraction(value.as_fraction())
+    return labels
+
+
+_ORDERINGS = (
+    lambda k, q: k == q,
+    lambda k, q: k < q,
+    lambda k, q: k <= q,
+    lambda k, q: k > q,
+    lambda k, q: k >= q,
+    lambda k, q: k != q,
+)
+
+
+def _plain_fraction(value) -> int | float:
+    return int(value) if value.denominator == 1 else float(value)

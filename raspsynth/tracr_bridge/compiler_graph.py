@@ -1,0 +1,99 @@
+"""The compiler's own account of a model: what each residual dimension holds
+and which SOps each operation reads.
+
+In: a tracr RASP program and the spec it is compiled with. Out: a
+`CompilerGraph` with tracr's residual labels (in the model's dimension order)
+and, per SOp label, its kind, encoding, inputs and comparison. This is ground
+truth for tests and benchmarks of weight reading; synthesis never sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable, Iterable
+
+from raspsynth.tracr_bridge.compile import compile_craft
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledSop:
+    """One SOp as tracr compiled it. `inputs` are input labels: (queries, keys)
+    for Aggregate and SelectorWidth, whose averaged SOp is `value`."""
+
+    label: str
+    kind: str  # tokens | indices | map | sequence_map | linear_sequence_map | aggregate | selector_width
+    encoding: str
+    inputs: tuple[str, ...] = ()
+    value: str | None = None
+    comparison: str | None = None
+    fn: Callable | None = None  # a Map's or SequenceMap's function
+
+
+@dataclasses.dataclass(frozen=True)
+class CompilerGraph:
+    residual_labels: tuple[str, ...]
+    residual_values: tuple[Hashable, ...]  # each dimension's value (None for numerical ones)
+    sops: dict[str, CompiledSop]
+    output: str
+
+    def sop_dims(self) -> dict[str, frozenset[int]]:
+        """SOp label -> its residual dimensions (BOS and PAD included for tokens)."""
+        dims: dict[str, set[int]] = {}
+        for d, label in enumerate(self.residual_labels):
+            name = label.split(":", 1)[0]
+            if name in self.sops:
+                dims.setdefault(name, set()).add(d)
+        return {name: frozenset(ds) for name, ds in dims.items()}
+
+
+def compiler_graph(program: object, vocab: Iterable[Hashable], max_seq_len: int) -> CompilerGraph:
+    """Labels and dataflow of `program` compiled as `compile_program` compiles it."""
+    from tracr.rasp import rasp
+
+    compiled = compile_craft(program, vocab, max_seq_len)
+    sops: dict[str, CompiledSop] = {}
+
+    def encoding(expr) -> str:
+        return "categorical" if rasp.is_categorical(expr) else "numerical"
+
+    def visit(expr) -> None:
+        if expr.label in sops:
+            return
+        if expr is rasp.tokens or expr is rasp.indices or expr.label in ("tokens", "indices"):
+            sops[expr.label] = CompiledSop(expr.label, expr.label, "categorical")
+            return
+        if isinstance(expr, rasp.LinearSequenceMap):
+            kind, children = "linear_sequence_map", (expr.fst, expr.snd)
+        elif isinstance(expr, rasp.SequenceMap):
+            kind, children = "sequence_map", (expr.fst, expr.snd)
+        elif isinstance(expr, rasp.Map):
+            kind, children = "map", (expr.inner,)
+        elif isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):
+            selector = expr.selector
+            kind = "aggregate" if isinstance(expr, rasp.Aggregate) else "selector_width"
+            children = (selector.queries, selector.keys)
+            value = expr.sop if kind == "aggregate" else None
+            for child in children + ((value,) if value is not None else ()):
+                visit(child)
+            sops[expr.label] = CompiledSop(
+                expr.label,
+                kind,
+                encoding(expr),
+                tuple(c.label for c in children),
+                value.label if value is not None else None,
+                selector.predicate.name,
+            )
+            return
+        else:
+            raise TypeError(f"unexpected RASP expression {expr!r}")
+        for child in children:
+            visit(child)
+        sops[expr.label] = CompiledSop(
+            expr.label, kind, encoding(expr), tuple(c.label for c in children), fn=expr.f
+        )
+
+    visit(program)
+    for source in ("tokens", "indices"):  # tracr embeds both even when unused
+        sops.setdefault(source, CompiledSop(source, source, "categorical"))
+    values = tuple(d.value for d in compiled.residual_space.basis)
+    return CompilerGraph(tuple(compiled.residual_labels), values, sops, program.label)
