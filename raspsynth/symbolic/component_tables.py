@@ -61,7 +61,7 @@ class AttentionTable:
 
 def component_tables(model: Model, structure: Structure) -> dict[str, MlpTable | AttentionTable]:
     """Component name -> its table."""
-    observations = ResidualObservations(model)
+    observations = _LazyObservations(model)
     tables: dict[str, MlpTable | AttentionTable] = {}
     for component in structure.components:
         if component.kind == "mlp":
@@ -69,6 +69,19 @@ def component_tables(model: Model, structure: Structure) -> dict[str, MlpTable |
         else:
             tables[component.name] = _attention_table(model, structure, component)
     return tables
+
+
+class _LazyObservations:
+    """Runs the model on probe inputs only if a numerical input needs its values."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self._observations: ResidualObservations | None = None
+
+    def values(self, dim: int) -> tuple[float, ...]:
+        if self._observations is None:
+            self._observations = ResidualObservations(self.model)
+        return self._observations.values(dim)
 
 
 def _input_keys(structure: Structure, name: str, observations: ResidualObservations) -> list[tuple]:

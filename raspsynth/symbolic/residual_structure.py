@@ -145,6 +145,14 @@ class _StructureReader:
         self.pending_widths: dict[int, Component] = {}  # attention dim -> SelectorWidth head
         self._read_embeddings()
         self.whole_ports, self.ports = _reader_ports(model)
+        # Hidden units that read `one` (SequenceMap ANDs, numerical
+        # discretisers) read one dimension of each SOp they take.
+        self.one_hot_ports = [
+            frozenset(np.nonzero(col)[0].tolist()) - {self.one_dim}
+            for layer in model.layers
+            for col in (np.abs(layer.mlp_in_w) > 1e-6).T
+            if self.one_dim is not None and col[self.one_dim]
+        ]
         self._observed: ResidualObservations | None = None
 
     # -- embeddings ---------------------------------------------------------
@@ -344,13 +352,15 @@ class _StructureReader:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 
         def cost(cover):
-            # Value reads and the unembed read whole SOps: a cover that splits
-            # what they read is wrong. Then prefer one-hot groups, then covers
-            # that every other reader touches in as few blocks as possible.
+            # Value reads and the unembed read whole SOps, units reading `one`
+            # one dimension of each: a cover that contradicts them is wrong.
+            # Then prefer one-hot groups, then covers that every other reader
+            # touches in as few blocks as possible.
             groups, numerical = cover
             blocks = [frozenset(d for a in g for d in atom_dims[a]) for g in groups]
             blocks += [frozenset(atom_dims[a]) for a in numerical]
             split = sum(bool(port & b) and not b <= port for port in self.whole_ports for b in blocks)
+            split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
             touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports)
             return (split, len(numerical), touched)
 
