@@ -268,6 +268,8 @@ _ORDERINGS = (
     lambda k, q: k > q,
     lambda k, q: k >= q,
     lambda k, q: k != q,
+    lambda k, q: k == k,  # TRUE
+    lambda k, q: k != k,  # FALSE
 )
 
 
