@@ -30,8 +30,7 @@ from raspsynth.symbolic.value_semantics import (
     library_functions,
 )
 from raspsynth.tracr_bridge.model import Model
-
-NUMERICAL_MATCH = 1e-3
+from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _same(got, want, numerical: bool) -> bool:
         return False
     if numerical:
         try:
-            return abs(float(got) - float(want)) <= NUMERICAL_MATCH
+            return abs(float(got) - float(want)) <= NUMERICAL_ATOL
         except (TypeError, ValueError):
             return False
     # True is not accepted for 1: the output's type is part of its value.

@@ -35,6 +35,7 @@ import numpy as np
 
 from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.probing import (
+    WEIGHT_EPS,
     ResidualObservations,
     mlp_response,
     nonzero_cols,
@@ -111,8 +112,7 @@ class Structure:
     def value_dims(self, name: str) -> tuple[int, ...]:
         """A block's dimensions that carry SOp values: for tokens, all but BOS
         and PAD, which no operation reads as a value."""
-        dims = self.block(name).dims
-        return tuple(d for d in dims if d not in (self.bos_dim, self.pad_dim))
+        return _without_special(self.block(name).dims, self.bos_dim, self.pad_dim)
 
 
 def read_structure(model: Model) -> Structure:
@@ -130,7 +130,7 @@ def _check_biases(model: Model) -> None:
     for index, layer in enumerate(model.layers):
         arrays = [layer.attn_output_b, layer.mlp_out_b]
         arrays += [getattr(h, f"{p}_b") for h in layer.heads for p in ("query", "key", "value")]
-        if any(np.abs(a).max(initial=0.0) > 1e-6 for a in arrays):
+        if any(np.abs(a).max(initial=0.0) > WEIGHT_EPS for a in arrays):
             raise NotTracrStructured(f"layer {index} has nonzero biases, which tracr never compiles")
 
 
@@ -144,15 +144,7 @@ class _StructureReader:
         self.components: list[Component] = []
         self.pending_widths: dict[int, Component] = {}  # attention dim -> SelectorWidth head
         self._read_embeddings()
-        self.whole_ports, self.ports = _reader_ports(model)
-        # Hidden units that read `one` (SequenceMap ANDs, numerical
-        # discretisers) read one dimension of each SOp they take.
-        self.one_hot_ports = [
-            frozenset(np.nonzero(col)[0].tolist()) - {self.one_dim}
-            for layer in model.layers
-            for col in (np.abs(layer.mlp_in_w) > 1e-6).T
-            if self.one_dim is not None and col[self.one_dim]
-        ]
+        self.whole_ports, self.ports, self.one_hot_ports = _reader_ports(model, self.one_dim)
         self._observed: ResidualObservations | None = None
 
     # -- embeddings ---------------------------------------------------------
@@ -216,7 +208,7 @@ class _StructureReader:
         return next(iter(names), None)
 
     def _value_dims(self, name: str) -> tuple[int, ...]:
-        return tuple(d for d in self.blocks[name].dims if d not in (self.bos_dim, self.pad_dim))
+        return _without_special(self.blocks[name].dims, self.bos_dim, self.pad_dim)
 
     # -- attention ----------------------------------------------------------
     def read_attention(self, index: int, layer) -> None:
@@ -254,8 +246,8 @@ class _StructureReader:
 
     # -- MLPs ---------------------------------------------------------------
     def read_mlp(self, index: int, layer) -> None:
-        reads = np.abs(layer.mlp_in_w) > 1e-6  # [D, M]
-        writes = np.abs(layer.mlp_out_w) > 1e-6  # [M, D]
+        reads = np.abs(layer.mlp_in_w) > WEIGHT_EPS  # [D, M]
+        writes = np.abs(layer.mlp_out_w) > WEIGHT_EPS  # [M, D]
         units = [u for u in range(writes.shape[0]) if writes[u].any()]
         # tracr's SelectorWidths share one unit that reads BOS and clears their
         # outputs at the BOS position; it carries no function of its own.
@@ -430,24 +422,33 @@ class _StructureReader:
                         changed = True
 
 
+def _without_special(dims: tuple[int, ...], bos_dim: int, pad_dim: int) -> tuple[int, ...]:
+    return tuple(d for d in dims if d not in (bos_dim, pad_dim))
+
+
 def _one_hot_rows(column: np.ndarray, where: str) -> np.ndarray:
     if not np.isin(column, (0.0, 1.0)).all():
         raise NotTracrStructured(f"the {where} is not made of 0/1 one-hot columns")
     return np.nonzero(column)[0]
 
 
-def _reader_ports(model: Model) -> tuple[list[frozenset[int]], list[frozenset[int]]]:
+def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list]:
     """Sets of dimensions read together: (value reads and the unembed, which
     read whole SOps; query and key reads and MLP hidden units, which may read
-    part of one)."""
+    part of one; hidden units that read `one` -- SequenceMap ANDs, numerical
+    discretisers -- without `one`, which read one dimension of each SOp)."""
     whole = [nonzero_rows(model.unembed)]
-    partial = []
+    partial, one_hot = [], []
     for layer in model.layers:
         for head in layer.heads:
             whole.append(nonzero_rows(head.value_w @ head.output_w))
             partial += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
-        partial += [frozenset(np.nonzero(col)[0].tolist()) for col in (np.abs(layer.mlp_in_w) > 1e-6).T]
-    return [p for p in whole if p], [p for p in partial if p]
+        for col in (np.abs(layer.mlp_in_w) > WEIGHT_EPS).T:
+            unit = frozenset(np.nonzero(col)[0].tolist())
+            partial.append(unit)
+            if one_dim is not None and one_dim in unit:
+                one_hot.append(unit - {one_dim})
+    return [p for p in whole if p], [p for p in partial if p], one_hot
 
 
 def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:

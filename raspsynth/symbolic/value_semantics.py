@@ -246,7 +246,9 @@ def _solve_jointly(sort, structure: Structure, tables: dict, free: list, values:
             if any(d in variables for pair in table.selects for d in pair):
                 return None  # a free block is compared with values Z3 cannot order
             continue
-        solver.add(z3.Or(*[z3.And(*[op(k, q) == chosen for q, k, chosen in pairs]) for op in _ORDERINGS]))
+        solver.add(
+            z3.Or(*[z3.And(*[op(k, q) == chosen for q, k, chosen in pairs]) for op in PREDICATES.values()])
+        )
     for d, v in variables.items():
         current = values.get(d)
         if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
@@ -259,18 +261,6 @@ def _solve_jointly(sort, structure: Structure, tables: dict, free: list, values:
         value = model.eval(v, model_completion=True)
         labels[d] = value.as_long() if integer else _plain_fraction(value.as_fraction())
     return labels
-
-
-_ORDERINGS = (
-    lambda k, q: k == q,
-    lambda k, q: k < q,
-    lambda k, q: k <= q,
-    lambda k, q: k > q,
-    lambda k, q: k >= q,
-    lambda k, q: k != q,
-    lambda k, q: k == k,  # TRUE
-    lambda k, q: k != k,  # FALSE
-)
 
 
 def _plain_fraction(value) -> int | float:
