@@ -5,12 +5,14 @@ compiled with the model's own spec and both run on the probe inputs (every
 input when there are at most 10^5, else every input up to length 3 plus 2000
 seeded random ones).
 
-Positions where the candidate's RASP semantics leave the output undefined (a
-categorical Aggregate selecting nothing, say) are not compared: there tracr's
-output is an argmax over float rounding noise, which two correct
-compilations need not share. Everywhere else the outputs must be equal
-(numerical ones within `NUMERICAL_ATOL`). `verified` is True only when that
-check ran on every probe input and passed on all of them.
+Outputs are compared position by position, numerical ones within
+`NUMERICAL_ATOL`. A categorical position whose output block holds no value
+(an Aggregate that selected nothing, say) reads as undefined on either side
+(`Model.run(mark_undefined=True)`): there tracr's argmax picks among float
+rounding noise, which two correct compilations need not share. Undefined
+must then meet undefined: a candidate undefined where the model is defined,
+or the reverse, disagrees. `verified` is True only when that check ran on
+every probe input and passed on all of them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import dataclasses
 from collections.abc import Sequence
 
 from raspsynth.errors import CompileError
-from raspsynth.program.evaluate import evaluate
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.compile import compile_program
 from raspsynth.tracr_bridge.model import Model, Token
@@ -32,7 +33,7 @@ class Verification:
     verified: bool
     agreement: float  # fraction of probe inputs matched at every defined position
     probes: int
-    undefined_positions: int  # positions skipped: the candidate leaves them undefined
+    undefined_positions: int  # positions where model and candidate both hold no output value
     error: str | None = None  # why the candidate could not be checked at all
 
 
@@ -49,21 +50,18 @@ def verify(program: Program, model: Model, inputs: Sequence[Sequence[Token]] | N
         return Verification(False, 0.0, len(inputs), 0, error="the candidate's output encoding differs")
     if not inputs:
         return Verification(True, 1.0, 0, 0)
-    expected, got = model.run(inputs), compiled.run(inputs)
-    semantics = evaluate(program, inputs)
+    expected = model.run(inputs, mark_undefined=True)
+    got = compiled.run(inputs, mark_undefined=True)
     matched = undefined = 0
-    for want_row, got_row, defined_row in zip(expected, got, semantics):
-        ok = True
-        for want, have, value in zip(want_row, got_row, defined_row):
-            if value is None:
-                undefined += 1
-            elif not _equal(want, have, spec.numerical):
-                ok = False
-        matched += ok
+    for want_row, got_row in zip(expected, got):
+        undefined += sum(want is None and have is None for want, have in zip(want_row, got_row))
+        matched += all(_equal(want, have, spec.numerical) for want, have in zip(want_row, got_row))
     return Verification(matched == len(inputs), matched / len(inputs), len(inputs), undefined)
 
 
 def _equal(want, have, numerical: bool) -> bool:
+    if want is None or have is None:
+        return want is have
     if numerical:
         return abs(float(want) - float(have)) <= NUMERICAL_ATOL
     return want == have

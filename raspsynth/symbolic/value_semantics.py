@@ -151,7 +151,21 @@ def _label_block(structure: Structure, tables: dict, component, values: dict) ->
                 labels = _labels_from(fn, groups)
                 if labels is not None and _predicates_hold(structure, tables, {**values, **labels}):
                     return labels, "library"
+            # Number dimensions by the first input that reaches them, not by
+            # their place in the residual, so a permuted model reads the same.
+            first = {d: min(map(_order_key, args)) for d, args in groups.items() if args}
+            order = sorted(block.dims, key=lambda d: (d not in first, first.get(d, ()), d))
+            return {d: i for i, d in enumerate(order)}, "arbitrary"
     return {d: i for i, d in enumerate(block.dims)}, "arbitrary"
+
+
+def _order_key(value) -> tuple:
+    """A total order over mixed values (numbers before everything else)."""
+    if isinstance(value, tuple):
+        return tuple(_order_key(v) for v in value)
+    if isinstance(value, (bool, int, float, np.integer, np.floating)):
+        return (0, float(value), type(value).__name__)
+    return (1, 0.0, repr(value))
 
 
 def _labels_from(fn: Fn, groups: dict[int, list[tuple]]) -> dict[int, Hashable] | None:
@@ -160,10 +174,11 @@ def _labels_from(fn: Fn, groups: dict[int, list[tuple]]) -> dict[int, Hashable] 
     f = fn.bind()
     labels = {}
     for dim, arg_list in groups.items():
-        results = {apply_ignoring_errors(f, *args) for args in arg_list}
-        if len(results) != 1 or None in results:
+        # Keyed by type too: 0 and False are equal in Python but not as labels.
+        results = {(type(r), r): r for r in (apply_ignoring_errors(f, *args) for args in arg_list)}
+        if len(results) != 1 or None in results.values():
             return None
-        labels[dim] = results.pop()
+        labels[dim] = next(iter(results.values()))
     if len({repr(v) for v in labels.values()}) != len(labels) or len(set(labels.values())) != len(labels):
         return None
     return labels
@@ -188,8 +203,8 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
     if not failing:
         return
     free = [b for b in structure.blocks if b.encoding == "categorical" and how.get(b.name) != "read"]
-    for sort in (_int_sort, _real_sort):  # integers read best; reals fit values between others
-        labels = _solve_jointly(sort, structure, tables, free, values)
+    for integer in (True, False):  # integers read best; reals fit values between others
+        labels = _solve_jointly(integer, structure, tables, free, values)
         if labels is not None:
             values.update(labels)
             for block in free:
@@ -197,19 +212,7 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
             return
 
 
-def _int_sort(name: str):
-    import z3
-
-    return z3.Int(name)
-
-
-def _real_sort(name: str):
-    import z3
-
-    return z3.Real(name)
-
-
-def _solve_jointly(sort, structure: Structure, tables: dict, free: list, values: dict) -> dict | None:
+def _solve_jointly(integer: bool, structure: Structure, tables: dict, free: list, values: dict) -> dict | None:
     import z3
 
     # An Aggregate's dimensions carry the values it copies: one variable for both.
@@ -219,40 +222,67 @@ def _solve_jointly(sort, structure: Structure, tables: dict, free: list, values:
         if isinstance(table, AttentionTable) and table.copies:
             for source, target in table.copies.items():
                 same[target] = same.get(source, source)
-    variables = {d: sort(f"v{same.get(d, d)}") for block in free for d in block.dims}
-    integer = sort is _int_sort
+    # Variables are named and ordered by block and current label, never by
+    # residual position, so Z3 answers a permuted model with the same labels.
+    def label_key(d):
+        return (_order_key(values.get(d)), d)
+
+    free_dims = [d for block in free for d in sorted(block.dims, key=label_key)]
+    block_of = {d: block.name for block in free for d in block.dims}
+    root = {d: same.get(d, d) for d in free_dims}
+    # A fresh context per solve: Z3's answers otherwise depend on what earlier
+    # solves left in the global one, and synthesis must be deterministic.
+    ctx = z3.Context()
+    sort = z3.IntSort(ctx) if integer else z3.RealSort(ctx)
+
+    def constant(value):
+        return z3.IntVal(int(value), ctx) if integer else z3.RealVal(value, ctx)
+
+    def boolean(value):
+        return value if isinstance(value, z3.BoolRef) else z3.BoolVal(bool(value), ctx)
+
+    variables = {
+        d: z3.Const(f"{block_of.get(root[d], block_of[d])}={values.get(root[d])!r}", sort) for d in free_dims
+    }
 
     def term(d):
         if d in variables:
             return variables[d]
         value = values.get(d)
         if isinstance(value, (bool, int, np.integer)):
-            return z3.IntVal(int(value)) if integer else z3.RealVal(int(value))
+            return constant(int(value))
         if isinstance(value, float) and not integer:
-            return z3.RealVal(value)
+            return constant(value)
         return None
 
-    solver = z3.Optimize()
+    solver = z3.Optimize(ctx=ctx)
     solver.set("timeout", SOLVER_TIMEOUT_MS)
     for block in free:
         if len(block.dims) > 1:
-            solver.add(z3.Distinct(*[variables[d] for d in block.dims]))
+            solver.add(z3.Distinct(*[variables[d] for d in sorted(block.dims, key=label_key)]))
     for component in structure.components:
         table = tables[component.name]
         if not isinstance(table, AttentionTable) or any(q is None or k is None for q, k in table.selects):
             continue
-        pairs = [(term(q), term(k), chosen) for (q, k), chosen in table.selects.items()]
+        ordered = sorted(table.selects.items(), key=lambda item: (label_key(item[0][0]), label_key(item[0][1])))
+        pairs = [(term(q), term(k), chosen) for (q, k), chosen in ordered]
         if any(q is None or k is None for q, k, _ in pairs):
             if any(d in variables for pair in table.selects for d in pair):
                 return None  # a free block is compared with values Z3 cannot order
             continue
         solver.add(
-            z3.Or(*[z3.And(*[op(k, q) == chosen for q, k, chosen in pairs]) for op in PREDICATES.values()])
+            z3.Or(
+                *[
+                    z3.And(*[boolean(op(k, q)) == chosen for q, k, chosen in pairs], ctx)
+                    for op in PREDICATES.values()
+                ],
+                ctx,
+            )
         )
     for d, v in variables.items():
         current = values.get(d)
         if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
-            solver.add_soft(v == (z3.IntVal(int(current)) if integer else z3.RealVal(int(current))))
+            solver.add_soft(v == constant(int(current)))
     if solver.check() != z3.sat:
         return None
     model = solver.model()

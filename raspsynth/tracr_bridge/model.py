@@ -25,6 +25,11 @@ Token = Hashable
 Output = Any  # a categorical value, or a float for numerical outputs
 
 
+# A categorical output block holds a one-hot value (logit 1) or nothing
+# (logit 0; an even mix of values counts as nothing too, as in RASP).
+DEFINED_LOGIT = 0.75
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     out = np.array(array, dtype=np.float32, copy=True)
     out.setflags(write=False)
@@ -241,13 +246,18 @@ class Model:
             x = x + (hidden @ layer.mlp_out_w + layer.mlp_out_b)
         return x
 
-    def run(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[list[Output]]:
+    def run(
+        self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
+    ) -> list[list[Output]]:
         """Decoded outputs for each input sequence, BOS position dropped.
 
         Sequences of mixed lengths may be given in one call; each batch is
         padded to its longest sequence and masked. Categorical outputs are
         the unembed argmax's value (ties break to the first column, as in
-        tracr); numerical outputs are floats.
+        tracr); numerical outputs are floats. With `mark_undefined`, a
+        categorical position whose output block holds no value (largest
+        logit below `DEFINED_LOGIT`, e.g. an Aggregate that selected nothing,
+        where tracr's argmax picks among rounding noise) is None instead.
         """
         encoded = self.encode(seqs)
         results: list[list[Output]] = []
@@ -264,6 +274,9 @@ class Model:
             else:
                 values = self.spec.output_values
                 rows = [[values[i] for i in row] for row in logits.argmax(-1).tolist()]
+                if mark_undefined:
+                    defined = (logits.max(-1) >= DEFINED_LOGIT).tolist()
+                    rows = [[v if ok else None for v, ok in zip(r, d)] for r, d in zip(rows, defined)]
             results.extend(row[: n - 1] for row, n in zip(rows, lengths))
         return results
 

@@ -1,5 +1,6 @@
 """verify(): True exactly when the compiled candidate equals the model on
-every probe input at every position the candidate defines."""
+every probe input at every position, undefined (no output value) meeting
+undefined."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_an_uncompilable_or_differently_typed_candidate_is_not_verified():
     assert not result.verified and result.error
 
 
-def test_positions_the_candidate_leaves_undefined_are_skipped_and_counted():
+def test_positions_both_leave_undefined_are_counted_not_compared():
     # Aggregate of tokens at the position holding value 3 of indices: undefined
     # where no index equals the token (the model outputs float noise there).
     program = Program(
@@ -49,3 +50,24 @@ def test_positions_the_candidate_leaves_undefined_are_skipped_and_counted():
     result = verify(program, _model(program))
     assert result.verified
     assert result.undefined_positions > 0
+
+
+def test_a_candidate_undefined_where_the_model_is_defined_is_rejected():
+    # Hand-checked: indices[j] for the j equal to the token is the token itself
+    # whenever the token is a position of the input, and undefined otherwise;
+    # the model (identity) is defined everywhere, so the candidate must fail.
+    identity = Program((Op("map", "m", ("tokens",), "categorical", Fn("add", (0,))),), "m")
+    partial = Program(
+        (
+            Op("select", "s", ("indices", "tokens"), comparison="EQ"),
+            Op("aggregate", "a", ("s", "indices"), "categorical"),
+        ),
+        "a",
+    )
+    model = _model(identity)
+    result = verify(partial, model)
+    assert not result.verified
+    # ... and it agrees exactly on the inputs where every token is a position.
+    inside = [seq for seq in ([0], [1, 0], [0, 1, 2], [2, 1, 0, 3])]
+    assert verify(partial, model, inside).verified
+    assert not verify(identity, _model(partial)).verified
