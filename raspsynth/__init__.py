@@ -1,6 +1,14 @@
 """raspsynth: recover verified RASP programs from tracr-compiled transformer weights."""
 
-from raspsynth.errors import CompileError, InputError, ModelFormatError, RaspsynthError
+from raspsynth.errors import (
+    CompileError,
+    InputError,
+    MetaModelUnavailable,
+    ModelFormatError,
+    NotTracrStructured,
+    RaspsynthError,
+)
+from raspsynth.search import SynthesisResult, synthesize
 from raspsynth.tracr_bridge import (
     Model,
     agreement,
@@ -15,12 +23,16 @@ __version__ = "0.1.0"
 __all__ = [
     "CompileError",
     "InputError",
+    "MetaModelUnavailable",
     "Model",
     "ModelFormatError",
+    "NotTracrStructured",
     "RaspsynthError",
+    "SynthesisResult",
     "agreement",
     "compile_program",
     "from_tracr",
     "load_model",
     "probe_inputs",
+    "synthesize",
 ]

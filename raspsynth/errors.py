@@ -25,3 +25,8 @@ class NotTracrStructured(RaspsynthError):
     """The weights do not have the layout tracr compiles programs to (for example
     random matrices, or a residual stream rotated rather than permuted), so no
     program structure can be read off them."""
+
+
+class MetaModelUnavailable(RaspsynthError):
+    """A mode that needs the neural meta-model was asked for, but no trained
+    checkpoint is available."""

@@ -32,7 +32,7 @@ def trace(program: Program, xs: Sequence[Hashable]) -> dict[str, list]:
     None where a key or query is undefined)."""
     values: dict[str, list] = {"tokens": list(xs), "indices": list(range(len(xs)))}
     for op in program.ops:
-        values[op.name] = _eval_op(op, [values[i] for i in op.inputs], len(xs))
+        values[op.name] = eval_op(op, [values[i] for i in op.inputs], len(xs))
     return values
 
 
@@ -41,7 +41,8 @@ def evaluate(program: Program, inputs: Sequence[Sequence[Hashable]]) -> list[lis
     return [trace(program, xs)[program.output] for xs in inputs]
 
 
-def _eval_op(op: Op, args: list, n: int) -> list:
+def eval_op(op: Op, args: list, n: int) -> list:
+    """One op's values on one input of length n, given its inputs' values."""
     if op.kind == "select":
         keys, queries = args
         if None in keys or None in queries:

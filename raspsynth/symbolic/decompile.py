@@ -45,6 +45,8 @@ class Decompiled:
     tables: dict | None = None
     values: ValueAssignment | None = None
     reason: str | None = None
+    # op name -> the component (and block) that computes it; a Select maps to its head.
+    components: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def recognised(self) -> bool:
@@ -63,7 +65,15 @@ def decompile_structure(model: Model) -> Decompiled:
         return Decompiled(None, {}, {}, reason=f"not recognisable as tracr-structured: {err}")
     except ProgramError as err:
         return Decompiled(None, {}, {}, reason=f"the weights read as an invalid program: {err}")
-    return Decompiled(program, builder.confidence, builder.provenance, structure, tables, values)
+    return Decompiled(
+        program,
+        builder.confidence,
+        builder.provenance,
+        structure,
+        tables,
+        values,
+        components=builder.components,
+    )
 
 
 def match_library(rows: dict[tuple, Hashable], numerical: bool) -> Fn | None:
@@ -99,6 +109,7 @@ class _ProgramBuilder:
         self.ops: list[Op] = []
         self.confidence: dict[str, float] = {}
         self.provenance: dict[str, str] = {}
+        self.components: dict[str, str] = {}
 
     def build(self) -> Program:
         for component in self.structure.components:
@@ -148,6 +159,7 @@ class _ProgramBuilder:
             op = Op(kind, name, tuple(self.names[i] for i in inputs), block.encoding, fn=fn)
             how += f", function {fn.describe()}"
         self.ops.append(op)
+        self.components[name] = component.name
         self.confidence[name] = confidence
         self.provenance[name] = how + self._labels_note(component.name)
 
@@ -177,6 +189,7 @@ class _ProgramBuilder:
         else:
             op = Op(kind, name, (select.name,), block.encoding)
         self.ops += [select, op]
+        self.components[select.name] = self.components[name] = component.name
         where = f"layer {component.layer} head {component.head}"
         for op_name in (select.name, name):
             self.confidence[op_name] = confidence

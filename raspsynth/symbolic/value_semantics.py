@@ -212,7 +212,9 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
             return
 
 
-def _solve_jointly(integer: bool, structure: Structure, tables: dict, free: list, values: dict) -> dict | None:
+def _solve_jointly(
+    integer: bool, structure: Structure, tables: dict, free: list, values: dict
+) -> dict | None:
     import z3
 
     # An Aggregate's dimensions carry the values it copies: one variable for both.
@@ -222,6 +224,7 @@ def _solve_jointly(integer: bool, structure: Structure, tables: dict, free: list
         if isinstance(table, AttentionTable) and table.copies:
             for source, target in table.copies.items():
                 same[target] = same.get(source, source)
+
     # Variables are named and ordered by block and current label, never by
     # residual position, so Z3 answers a permuted model with the same labels.
     def label_key(d):
@@ -264,7 +267,9 @@ def _solve_jointly(integer: bool, structure: Structure, tables: dict, free: list
         table = tables[component.name]
         if not isinstance(table, AttentionTable) or any(q is None or k is None for q, k in table.selects):
             continue
-        ordered = sorted(table.selects.items(), key=lambda item: (label_key(item[0][0]), label_key(item[0][1])))
+        ordered = sorted(
+            table.selects.items(), key=lambda item: (label_key(item[0][0]), label_key(item[0][1]))
+        )
         pairs = [(term(q), term(k), chosen) for (q, k), chosen in ordered]
         if any(q is None or k is None for q, k, _ in pairs):
             if any(d in variables for pair in table.selects for d in pair):

@@ -14,7 +14,7 @@ from raspsynth.tracr_bridge import HeadWeights, LayerWeights, Model, compile_pro
 from raspsynth.tracr_bridge.compiler_graph import compiler_graph
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs
+from tests.helpers import random_programs, rotated
 
 LIB = lib_programs()
 
@@ -105,41 +105,14 @@ def _random_model(rng, d_model=20, layers=2) -> Model:
     )
 
 
-def _rotated(model: Model, seed: int) -> Model:
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(model.d_model, model.d_model)))
-    layers = [
-        LayerWeights(
-            tuple(
-                HeadWeights(
-                    q.T @ h.query_w,
-                    h.query_b,
-                    q.T @ h.key_w,
-                    h.key_b,
-                    q.T @ h.value_w,
-                    h.value_b,
-                    h.output_w @ q,
-                )
-                for h in layer.heads
-            ),
-            layer.attn_output_b @ q,
-            q.T @ layer.mlp_in_w,
-            layer.mlp_in_b,
-            layer.mlp_out_w @ q,
-            layer.mlp_out_b @ q,
-        )
-        for layer in model.layers
-    ]
-    return Model(model.token_embed @ q, model.pos_embed @ q, tuple(layers), q.T @ model.unembed, model.spec)
-
-
 def test_weights_not_from_tracr_are_reported_not_crashed_on():
     rng = np.random.default_rng(0)
     with pytest.raises(NotTracrStructured):
         read_structure(_random_model(rng))
     entry = LIB["make_sort_unique"]
     model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
-    rotated = _rotated(model, seed=1)
+    turned = rotated(model, seed=1)
     inputs = [[0, 3, 1], [4, 2, 0, 1]]  # distinct tokens: outputs defined
-    assert rotated.run(inputs) == model.run(inputs)  # same function, no longer tracr's layout
+    assert turned.run(inputs) == model.run(inputs)  # same function, no longer tracr's layout
     with pytest.raises(NotTracrStructured):
-        read_structure(rotated)
+        read_structure(turned)

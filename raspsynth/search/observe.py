@@ -1,0 +1,109 @@
+"""What the model holds for each SOp, and where a candidate first departs from it.
+
+In: a `Model`, its `Decompiled` reading (structure and value labels) and
+input sequences. Out: `observed_values`, each decompiled op's value at every
+position, read from the model's final residual stream (tracr writes each
+dimension once, so the final residual holds every SOp); and
+`first_disagreement`, the first op of a candidate whose traced values differ
+from the model's, found by comparing intermediate values instead of outputs
+only. Repair starts its edits there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+
+from raspsynth.program.evaluate import trace
+from raspsynth.program.ir import Program
+from raspsynth.symbolic.decompile import Decompiled
+from raspsynth.tracr_bridge.model import DEFINED_LOGIT, Model, Token
+from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL
+
+Observed = dict[str, list[list]]  # op name -> per input, per position value (None: no value)
+
+
+def final_residual(model: Model, inputs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
+    """The final residual stream [len, D] of each input, BOS dropped."""
+    encoded = model.encode(inputs)
+    out: list[np.ndarray | None] = [None] * len(encoded)
+    for length in sorted({len(ids) for ids in encoded}):
+        rows = [i for i, ids in enumerate(encoded) if len(ids) == length]
+        residual = model.residual_stream(np.stack([encoded[i] for i in rows]))[:, 1:]
+        for i, r in zip(rows, residual):
+            out[i] = r
+    return out
+
+
+def observed_values(model: Model, decompiled: Decompiled, inputs: Sequence[Sequence[Token]]) -> Observed:
+    """op name -> the value the model holds for it at each position of each input.
+
+    Categorical SOps read as the label of their hot dimension, or None where
+    no dimension holds a value; numerical SOps read as their dimension's value.
+    Selects have no residual value and are left out.
+    """
+    structure, labels = decompiled.structure, decompiled.values
+    residuals = final_residual(model, inputs)
+    observed: Observed = {}
+    for op_name, component in decompiled.components.items():
+        if decompiled.program.op(op_name).kind == "select":
+            continue
+        block = structure.block(component)
+        dims = list(block.dims)
+        rows = []
+        for residual in residuals:
+            part = residual[:, dims].astype(np.float64)
+            if block.encoding == "numerical":
+                rows.append([_plain(v) for v in part[:, 0]])
+            else:
+                hot = part.argmax(axis=1)
+                defined = part.max(axis=1) >= DEFINED_LOGIT
+                rows.append([labels.values[dims[h]] if ok else None for h, ok in zip(hot, defined)])
+        observed[op_name] = rows
+    return observed
+
+
+def agrees(model_value: Hashable, candidate_value: Hashable, numerical: bool) -> bool:
+    """Does the candidate's RASP value fit what the model holds? None (no
+    value) only meets None, except that a numerical SOp the candidate leaves
+    undefined may hold anything: tracr's numerical MLPs and means turn "no
+    value" into a number. Numbers compare within `NUMERICAL_ATOL`, booleans
+    as 0/1 (the residual cannot tell them apart)."""
+    if candidate_value is None:
+        return model_value is None or numerical
+    if model_value is None:
+        return False
+    if _number(model_value) and _number(candidate_value):
+        return abs(float(model_value) - float(candidate_value)) <= NUMERICAL_ATOL
+    return model_value == candidate_value
+
+
+def first_disagreement(
+    program: Program, observed: Observed, inputs: Sequence[Sequence[Token]]
+) -> tuple[str, float] | None:
+    """(op name, fraction of inputs where it disagrees) for the first op in
+    program order whose values differ from the model's, or None when every
+    observed op agrees."""
+    traces = [trace(program, xs) for xs in inputs]
+    for op in program.ops:
+        rows = observed.get(op.name)
+        if rows is None:
+            continue
+        numerical = op.encoding == "numerical"
+        wrong = sum(
+            not all(agrees(w, h, numerical) for w, h in zip(want, values[op.name]))
+            for want, values in zip(rows, traces)
+        )
+        if wrong:
+            return op.name, wrong / len(inputs)
+    return None
+
+
+def _number(value) -> bool:
+    return isinstance(value, (bool, int, float, np.integer, np.floating))
+
+
+def _plain(value: float) -> int | float:
+    rounded = round(float(value), 6)
+    return int(rounded) if rounded.is_integer() else rounded

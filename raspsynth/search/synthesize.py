@@ -1,0 +1,220 @@
+"""`synthesize()`: weights in, a verified RASP program out.
+
+In: a `Model` (or a raspsynth-model/1 file), a mode, a time budget and a
+seed. Out: `SynthesisResult`: the program as a tracr SOp and as Python
+source, `verified`, `agreement` and a report saying where every op came from.
+
+The pipeline, stage by stage:
+1. candidates: the program the symbolic layer reads off the weights
+   (`decompile_structure`), with a confidence per op; the meta-model's
+   sketches join here once it exists (`mode="neural"` / `"hybrid"`);
+2. verification of the candidate on every probe input (`verify`);
+3. repair when it fails: best-first local edits from the first op whose
+   intermediate values differ from the model's (`repair`);
+4. enumeration when the weights cannot be read at all (a rotated residual,
+   or no tracr layout): small programs from input/output behaviour alone.
+Every stage checks the deadline; the result is always the best program found
+so far, `verified` True only when the full check ran and passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from raspsynth.errors import InputError, MetaModelUnavailable
+from raspsynth.program.ir import Program
+from raspsynth.program.source import to_source
+from raspsynth.search.enumerate import enumerate_programs
+from raspsynth.search.observe import observed_values
+from raspsynth.search.repair import repair, screening_inputs
+from raspsynth.search.verify import Verification, verify
+from raspsynth.symbolic.decompile import decompile_structure
+from raspsynth.tracr_bridge.interchange import load_model
+from raspsynth.tracr_bridge.model import Model
+from raspsynth.tracr_bridge.probes import probe_inputs
+from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+MODES = ("neural", "search", "hybrid")
+DEFAULT_BUDGET_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisResult:
+    program: Any  # tracr rasp.SOp, or None when nothing was found
+    source: str  # Python text; exec() binds `program`; "" when nothing was found
+    verified: bool
+    agreement: float
+    report: dict[str, Any]
+    ir: Program | None = None
+
+    def summary(self) -> str:
+        """A few lines for people: verdict, timings, and per op its origin."""
+        report = self.report
+        status = "verified" if self.verified else f"NOT verified (agreement {self.agreement:.4f})"
+        lines = [
+            f"{status}; {report['verification']}; {report['elapsed_s']:.2f} s "
+            f"(budget {report['budget_s']:g} s, mode {report['mode']})"
+        ]
+        if report.get("reason"):
+            lines.append(f"weights: {report['reason']}")
+        for edit in report.get("edits", []):
+            lines.append(f"repair: {edit}")
+        width = max((len(op["op"]) for op in report["ops"]), default=0)
+        for op in report["ops"]:
+            lines.append(
+                f"  {op['op']:<{width}}  {op['from']:<8} confidence {op['confidence']:.2f}  {op['how']}"
+            )
+        return "\n".join(lines)
+
+
+def synthesize(
+    model: Model | str | os.PathLike,
+    mode: str = "hybrid",
+    budget_s: float = DEFAULT_BUDGET_S,
+    seed: int = 0,
+) -> SynthesisResult:
+    """Recover a program that the model computes, verified when possible.
+
+    Deterministic for a given seed (given time to finish); returns within
+    `budget_s` plus the time of the stage running at the deadline.
+    """
+    start = time.monotonic()
+    model = _as_model(model)
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
+        raise InputError(f"budget_s must be a positive number of seconds; got {budget_s!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer; got {seed!r}")
+    deadline = start + float(budget_s)
+    run = _Run(model, mode, float(budget_s), seed, start)
+    if mode == "neural":
+        raise MetaModelUnavailable(run.report["meta_model"])
+    return run.search(deadline)
+
+
+def _as_model(model) -> Model:
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(os.fspath(model))
+    raise InputError(
+        f"synthesize() takes a raspsynth Model or the path of a raspsynth-model/1 file, not "
+        f"{type(model).__name__} (a tracr AssembledTransformerModel converts with raspsynth.from_tracr)"
+    )
+
+
+class _Run:
+    """One synthesis: the candidates tried, the timings, the best so far."""
+
+    def __init__(self, model: Model, mode: str, budget_s: float, seed: int, start: float) -> None:
+        self.model, self.seed, self.start = model, seed, start
+        self.timings: dict[str, float] = {}
+        self.report: dict[str, Any] = {
+            "mode": mode,
+            "budget_s": budget_s,
+            "seed": seed,
+            # The meta-model (raspsynth.neural) is not built yet; hybrid runs
+            # the symbolic and search layers alone until it is.
+            "meta_model": "no meta-model checkpoint is available (raspsynth.neural is not built yet)",
+            "timings_s": self.timings,
+            "edits": [],
+            "ops": [],
+        }
+
+    def _timed(self, stage: str, fn, *args, **kwargs):
+        began = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - began
+
+    def search(self, deadline: float) -> SynthesisResult:
+        model = self.model
+        inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
+        self.report["probes"] = len(inputs)
+        decompiled = self._timed("decompile", decompile_structure, model)
+        self.report["recognised"] = decompiled.recognised
+        self.report["reason"] = decompiled.reason
+        if not decompiled.recognised:
+            if time.monotonic() > deadline:
+                return self._finish(None, None, {}, {}, "not run: the budget was spent")
+            outcome = self._timed("enumerate", enumerate_programs, model, inputs, deadline, self.seed)
+            self.report["enumerated_terms"] = outcome.terms
+            if outcome.program is None:
+                why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
+                return self._finish(None, None, {}, {}, f"no candidate: enumeration found none ({why})")
+            origin = {
+                op.name: ("search", 1.0, "enumerated from input/output behaviour")
+                for op in outcome.program.ops
+            }
+            return self._finish(outcome.program, outcome.verification, origin, {})
+        program = decompiled.program
+        origin = {
+            op.name: ("symbolic", decompiled.confidence[op.name], decompiled.provenance[op.name])
+            for op in program.ops
+        }
+        if time.monotonic() > deadline:
+            return self._finish(program, None, origin, {}, "not run: the budget was spent")
+        result = self._timed("verify", verify, program, model, inputs)
+        if result.verified or time.monotonic() > deadline:
+            return self._finish(program, result, origin, {})
+        observed_inputs = screening_inputs(inputs, self.seed)
+        observed = self._timed("observe", observed_values, model, decompiled, observed_inputs)
+        outcome = self._timed(
+            "repair",
+            repair,
+            program,
+            model,
+            inputs,
+            deadline,
+            observed=observed,
+            observed_inputs=observed_inputs,
+            confidence=decompiled.confidence,
+            seed=self.seed,
+        )
+        self.report["edits"] = list(outcome.edits)
+        self.report["screened"] = outcome.screened
+        if outcome.verification is None:
+            return self._finish(program, result, origin, {})
+        edited = {op.name for op in outcome.program.ops if op not in program.ops}
+        return self._finish(outcome.program, outcome.verification, origin, edited)
+
+    def _finish(
+        self,
+        program: Program | None,
+        verification: Verification | None,
+        origin: dict[str, tuple[str, float, str]],
+        edited,
+        status: str | None = None,
+    ) -> SynthesisResult:
+        if verification is not None:
+            if verification.error:
+                status = f"failed: {verification.error}"
+            else:
+                status = (
+                    f"{'passed' if verification.verified else 'failed'} on {verification.probes} probe inputs"
+                )
+            self.report["undefined_positions"] = verification.undefined_positions
+        self.report["verification"] = status
+        if program is not None:
+            for op in program.ops:
+                if op.name in edited:
+                    entry = ("search", 1.0 if verification.verified else 0.0, "repaired: see edits")
+                else:
+                    entry = origin.get(op.name, ("search", 0.0, "added by repair"))
+                source, confidence, how = entry
+                self.report["ops"].append(
+                    {"op": op.name, "kind": op.kind, "from": source, "confidence": confidence, "how": how}
+                )
+        self.report["elapsed_s"] = time.monotonic() - self.start
+        verified = verification is not None and verification.verified
+        agreement = verification.agreement if verification is not None else 0.0
+        if program is None:
+            return SynthesisResult(None, "", False, 0.0, self.report, None)
+        return SynthesisResult(
+            to_rasp(program), to_source(program), verified, agreement, self.report, program
+        )
