@@ -1,6 +1,8 @@
 """`raspsynth ...` commands.
 
-raspsynth demo [--dir examples]          run the bundled example models
+raspsynth demo [--dir examples]          synthesize the bundled example models
+raspsynth synthesize MODEL.npz [--mode hybrid] [--budget 60] [--seed 0] [--json]
+                                         recover a verified program from weights
 raspsynth info MODEL.npz                 print a model's spec and shapes
 raspsynth run MODEL.npz "1 2 0" ...      print a model's outputs on inputs
 raspsynth data generate|stats ...        training-data pipeline
@@ -40,31 +42,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from raspsynth.search import synthesize
+
+    result = synthesize(args.model, mode=args.mode, budget_s=args.budget, seed=args.seed)
+    if args.json:
+        payload = {
+            "source": result.source,
+            "verified": result.verified,
+            "agreement": result.agreement,
+            "program_ir": result.ir.to_json() if result.ir is not None else None,
+            "report": result.report,
+        }
+        print(json.dumps(payload, indent=2, default=str))
+    else:
+        print(result.source or "# no program found")
+        print(result.summary())
+    return 0 if result.verified else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    from raspsynth.search import synthesize
     from raspsynth.tracr_bridge import load_model
 
     files = sorted(Path(args.dir).glob("*.npz"))
     if not files:
         raise RaspsynthError(f"no .npz models in {args.dir}")
+    failures = 0
     for path in files:
         model = load_model(str(path))
         reference = path.with_suffix(".json")
         print(f"== {path.name}: {model.num_layers} layers, d_model {model.d_model}")
-        examples = []
         if reference.exists():
             spec = json.loads(reference.read_text())
-            print(f"   original: {spec['program']}")
-            examples = spec["examples"][-4:]
-        seqs = [ex["input"] for ex in examples] or [list(model.spec.vocab)[: model.spec.max_seq_len]]
-        for ex, out in zip(examples or [{}] * len(seqs), model.run(seqs)):
-            shown = [round(v, 4) if isinstance(v, float) else v for v in out]
-            check = (
-                ""
-                if "output" not in ex
-                else ("  (matches reference)" if _close(out, ex["output"]) else "  (DIFFERS from reference)")
-            )
-            print(f"   {ex.get('input', seqs[0])} -> {shown}{check}")
-    return 0
+            print(f"original:\n    {spec['program']}")
+            outs = model.run([ex["input"] for ex in spec["examples"]])
+            same = all(_close(out, ex["output"]) for out, ex in zip(outs, spec["examples"]))
+            print(f"model reproduces the {len(outs)} reference outputs: {'yes' if same else 'NO'}")
+        result = synthesize(model, budget_s=args.budget, seed=0)
+        failures += not result.verified
+        print("recovered (weights only, residual unlabelled):")
+        body = [line for line in result.source.splitlines() if line and not line.startswith("from ")]
+        print("\n".join(f"    {line}" for line in body) or "    (nothing)")
+        print(result.summary().splitlines()[0])
+        print()
+    return 1 if failures else 0
 
 
 def _close(a: list, b: list) -> bool:
@@ -76,9 +98,17 @@ def _close(a: list, b: list) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raspsynth", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="run the bundled example models")
+    p = sub.add_parser("demo", help="synthesize the bundled example models")
     p.add_argument("--dir", default="examples")
+    p.add_argument("--budget", type=float, default=60.0, help="seconds per model")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("synthesize", help="recover a verified RASP program from a model file")
+    p.add_argument("model", help="raspsynth-model/1 .npz file")
+    p.add_argument("--mode", choices=("neural", "search", "hybrid"), default="hybrid")
+    p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
+    p.set_defaults(func=cmd_synthesize)
     p = sub.add_parser("info", help="print a model's spec")
     p.add_argument("model")
     p.set_defaults(func=cmd_info)

@@ -1,4 +1,4 @@
-"""`raspsynth` commands: demo, info, run, and clear errors for bad input."""
+"""`raspsynth` commands: demo, synthesize, info, run, and clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -8,11 +8,31 @@ from raspsynth.cli import main
 from tests.conftest import REPO
 
 
-def test_demo_runs_the_bundled_examples(capsys):
+def test_demo_synthesizes_the_bundled_examples(capsys):
     assert main(["demo", "--dir", str(REPO / "examples")]) == 0
     out = capsys.readouterr().out
     assert sum(line.startswith("== ") for line in out.splitlines()) == 4
-    assert "matches reference" in out and "DIFFERS" not in out
+    assert out.count("model reproduces the 30 reference outputs: yes") == 4
+    assert out.count("\nverified; passed on") == 4
+    assert "rasp.SelectorWidth(select_0_0)" in out  # hist and length
+
+
+def test_synthesize_prints_source_and_report_or_json(capsys, shared_examples):
+    sort_unique = next(p for p in shared_examples if p.stem == "sort_unique")
+    assert main(["synthesize", str(sort_unique), "--budget", "30"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("from tracr.rasp import rasp")
+    assert "verified; passed on 3905 probe inputs" in out
+    assert "symbolic confidence 1.00" in out
+    assert main(["synthesize", str(sort_unique), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["verified"] is True and payload["agreement"] == 1.0
+    assert [op["kind"] for op in payload["report"]["ops"]] == [
+        "select",
+        "selector_width",
+        "select",
+        "aggregate",
+    ]
 
 
 def test_info_and_run(capsys, shared_examples):
@@ -34,3 +54,9 @@ def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples):
     hist = next(p for p in shared_examples if p.stem == "hist")
     assert main(["run", str(hist), "1 9"]) == 2
     assert "not in the model's vocabulary" in capsys.readouterr().err
+    assert main(["synthesize", str(bogus)]) == 2
+    assert "not a readable .npz" in capsys.readouterr().err
+    assert main(["synthesize", str(hist), "--budget", "-1"]) == 2
+    assert "budget_s must be a positive number" in capsys.readouterr().err
+    assert main(["synthesize", str(hist), "--mode", "neural"]) == 2
+    assert "no meta-model checkpoint" in capsys.readouterr().err

@@ -25,10 +25,11 @@ ValueSet = frozenset
 
 
 def apply_ignoring_errors(f: Callable, *args: Any) -> Any:
-    """f(*args), or None where it raises an arithmetic error (as tracr does)."""
+    """f(*args), or None where it raises an arithmetic error (as tracr does) or
+    a table function is asked outside its domain (undefined there)."""
     try:
         return f(*args)
-    except (ArithmeticError, ValueError, TypeError):
+    except (ArithmeticError, ValueError, TypeError, KeyError):
         return None
 
 

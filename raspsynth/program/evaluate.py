@@ -4,7 +4,9 @@ In: a `Program` and input sequences. Out: every op's values on each input
 (`trace`), or just the output (`evaluate`). A value is None where RASP leaves
 it undefined: a categorical Aggregate selecting nothing, or selecting several
 different values (which tracr cannot compile faithfully), a function raising
-an arithmetic error, and everything computed from an undefined value. This is
+an arithmetic error or asked outside its table, and everything computed from
+an undefined value, except through a TRUE or FALSE Select, which reads
+neither side (tracr's model is defined there too). This is
 the reference the compiled model must match wherever it is defined.
 """
 
@@ -45,9 +47,11 @@ def eval_op(op: Op, args: list, n: int) -> list:
     """One op's values on one input of length n, given its inputs' values."""
     if op.kind == "select":
         keys, queries = args
+        predicate = PREDICATES[op.comparison]
+        if op.comparison in ("TRUE", "FALSE"):  # reads neither side, so undefined values do not matter
+            return [[predicate(k, q) for k in keys] for q in queries]
         if None in keys or None in queries:
             return None
-        predicate = PREDICATES[op.comparison]
         return [[bool(predicate(k, q)) for k in keys] for q in queries]
     if op.kind == "selector_width":
         return [None] * n if args[0] is None else [sum(row) for row in args[0]]

@@ -1,0 +1,92 @@
+"""`verified` is never True for a wrong program.
+
+Correct programs are perturbed (a comparison, a function, an operand, a
+coefficient) and every mutant whose RASP semantics differ from the original's
+on some probe input must be rejected by verify() against the original's
+model. The expectation comes from the RASP evaluator, not from verify's own
+comparison of compiled outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from raspsynth.program.evaluate import PREDICATES, evaluate
+from raspsynth.program.ir import SOURCES, Fn, Program, ProgramError
+from raspsynth.search import verify
+from raspsynth.tracr_bridge import compile_program
+from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL, probe_inputs
+from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+from tests.helpers import random_programs
+
+OTHER_FUNCTIONS = (Fn("add", (1,)), Fn("neg"), Fn("mod", (2,)), Fn("eq", (1,)))
+OTHER_BINARY = (Fn("add2"), Fn("max2"), Fn("lt2"))
+
+
+def mutants(program: Program) -> Iterator[tuple[str, Program]]:
+    for index, op in enumerate(program.ops):
+        changes = []
+        if op.kind == "select":
+            changes += [dict(comparison=c) for c in PREDICATES if c != op.comparison]
+        if op.kind in ("map", "sequence_map"):
+            pool = OTHER_FUNCTIONS if op.kind == "map" else OTHER_BINARY
+            changes += [dict(fn=fn) for fn in pool if fn != op.fn]
+        if op.kind == "linear_sequence_map":
+            a, b = op.coefficients
+            changes += [dict(coefficients=(a + 1, b)), dict(coefficients=(a, -b))]
+        for slot, current in enumerate(op.inputs):
+            if op.kind in ("aggregate", "selector_width") and slot == 0:
+                continue
+            if program.encoding(current) == "categorical":
+                for other in SOURCES:
+                    if other != current:
+                        inputs = op.inputs[:slot] + (other,) + op.inputs[slot + 1 :]
+                        changes.append(dict(inputs=inputs))
+        for change in changes:
+            ops = list(program.ops)
+            ops[index] = dataclasses.replace(op, **change)
+            try:
+                yield f"{op.name} {change}", Program(tuple(ops), program.output)
+            except ProgramError:
+                continue
+
+
+def behaves_differently(a: list, b: list, numerical: bool) -> bool:
+    for row_a, row_b in zip(a, b):
+        for x, y in zip(row_a, row_b):
+            if numerical:
+                # tracr's numerical outputs cannot show "undefined"; compare values only.
+                if x is not None and y is not None and abs(x - y) > NUMERICAL_ATOL:
+                    return True
+            elif (x is None) != (y is None) or (x is not None and x != y):
+                return True
+    return False
+
+
+def _check_mutants(n_programs: int, seed: int) -> int:
+    rejected = 0
+    for sample in random_programs(n_programs, seed=seed):
+        program = sample.program
+        model = compile_program(to_rasp(program), sample.vocab, sample.max_seq_len).permuted(3)
+        inputs = [xs for xs in probe_inputs(model) if len(xs) <= 4]  # 780 inputs, for speed
+        reference = evaluate(program, inputs)
+        numerical = program.encoding(program.output) == "numerical"
+        assert verify(program, model, inputs).verified  # the original itself passes
+        for description, mutant in mutants(program):
+            if behaves_differently(reference, evaluate(mutant, inputs), numerical):
+                assert not verify(mutant, model, inputs).verified, (program.dumps(), description)
+                rejected += 1
+    return rejected
+
+
+def test_every_mutant_that_changes_behaviour_is_rejected():
+    # Enough mutants really change behaviour for the test to mean something.
+    assert _check_mutants(4, seed=1312) >= 20
+
+
+@pytest.mark.slow
+def test_every_mutant_that_changes_behaviour_is_rejected_at_scale():
+    assert _check_mutants(40, seed=77) >= 400
