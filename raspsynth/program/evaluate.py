@@ -5,8 +5,8 @@ In: a `Program` and input sequences. Out: every op's values on each input
 it undefined: a categorical Aggregate selecting nothing, or selecting several
 different values (which tracr cannot compile faithfully), a function raising
 an arithmetic error or asked outside its table, and everything computed from
-an undefined value, except through a TRUE or FALSE Select, which reads
-neither side (tracr's model is defined there too). This is
+an undefined value, except through a Select: there, as in tracr's model, an
+undefined query or key is simply not selected. This is
 the reference the compiled model must match wherever it is defined.
 """
 
@@ -30,8 +30,7 @@ PREDICATES = {
 
 
 def trace(program: Program, xs: Sequence[Hashable]) -> dict[str, list]:
-    """Name -> per-position values (selectors: query-by-key boolean matrices, or
-    None where a key or query is undefined)."""
+    """Name -> per-position values (selectors: query-by-key boolean matrices)."""
     values: dict[str, list] = {"tokens": list(xs), "indices": list(range(len(xs)))}
     for op in program.ops:
         values[op.name] = eval_op(op, [values[i] for i in op.inputs], len(xs))
@@ -48,17 +47,15 @@ def eval_op(op: Op, args: list, n: int) -> list:
     if op.kind == "select":
         keys, queries = args
         predicate = PREDICATES[op.comparison]
-        if op.comparison in ("TRUE", "FALSE"):  # reads neither side, so undefined values do not matter
-            return [[predicate(k, q) for k in keys] for q in queries]
-        if None in keys or None in queries:
-            return None
-        return [[bool(predicate(k, q)) for k in keys] for q in queries]
+        # As in tracr's model: an undefined query or key (an all-zero block)
+        # scores nothing, so it is simply not selected.
+        return [
+            [k is not None and q is not None and bool(predicate(k, q)) for k in keys] for q in queries
+        ]
     if op.kind == "selector_width":
-        return [None] * n if args[0] is None else [sum(row) for row in args[0]]
+        return [sum(row) for row in args[0]]
     if op.kind == "aggregate":
         selector, sop = args
-        if selector is None:
-            return [None] * n
         return [_aggregate(row, sop, op.encoding) for row in selector]
     f = function_of(op) if op.kind != "map" else op.fn.bind()
     if op.kind == "map":
