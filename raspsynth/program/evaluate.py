@@ -49,9 +49,7 @@ def eval_op(op: Op, args: list, n: int) -> list:
         predicate = PREDICATES[op.comparison]
         # As in tracr's model: an undefined query or key (an all-zero block)
         # scores nothing, so it is simply not selected.
-        return [
-            [k is not None and q is not None and bool(predicate(k, q)) for k in keys] for q in queries
-        ]
+        return [[k is not None and q is not None and bool(predicate(k, q)) for k in keys] for q in queries]
     if op.kind == "selector_width":
         return [sum(row) for row in args[0]]
     if op.kind == "aggregate":
