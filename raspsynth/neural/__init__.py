@@ -1,0 +1,1 @@
+"""The neural meta-model: weights in, ranked program sketches out (in progress)."""

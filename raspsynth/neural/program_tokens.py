@@ -1,0 +1,247 @@
+"""Program tokens: the meta-model's output language, and its grammar.
+
+In: a program IR. Out: a token sequence, one group per value-producing op in
+program order, then EOS (the program's output is its last op):
+
+    map                  MAP <enc> <ref> <fn>
+    sequence_map         SEQUENCE_MAP <enc> <ref> <ref> <fn2>
+    linear_sequence_map  LINEAR_SEQUENCE_MAP numerical <ref> <ref> <coef> <coef>
+    aggregate            AGGREGATE <enc> <ref keys> <ref queries> <cmp> <ref values>
+    selector_width       SELECTOR_WIDTH categorical <ref keys> <ref queries> <cmp>
+
+`<ref>` is REF_i: 0 is tokens, 1 indices, i >= 2 the (i-2)-th op's value.
+`<fn>` names a library function with its parameters, or FN_TABLE: a function
+the library does not name, a hole that the symbolic layer fills with the
+exact table. `<coef>` is COEF_k for small integers k, else COEF_OTHER (a
+hole for Z3). A Select is folded into the op that uses it.
+
+`Grammar` says, after any prefix, which tokens may come next, so that a
+decoder masked by it can only emit sequences that `from_tokens` turns into a
+valid, well-typed program (the sampler's typing rules: maps and
+sequence maps read categorical values, linear sequence maps and numerical
+aggregates numerical ones, a categorical aggregate a categorical one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from raspsynth.program.evaluate import PREDICATES
+from raspsynth.program.functions import LIBRARY
+from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.symbolic.value_semantics import library_functions
+
+MAX_OPS = 16
+COEFFICIENTS = (-3, -2, -1, 0, 1, 2, 3)
+OP_KINDS = ("map", "sequence_map", "linear_sequence_map", "aggregate", "selector_width")
+ENCODINGS = ("categorical", "numerical")
+
+
+def _fn_token(fn: Fn) -> str:
+    return f"FN_{fn.name}" + "".join(f"_{p}" for p in fn.params)
+
+
+@functools.cache
+def vocabulary() -> tuple[str, ...]:
+    """Every token, in id order (id 0 is PAD)."""
+    tokens = ["PAD", "BOS", "EOS"]
+    tokens += [kind.upper() for kind in OP_KINDS]
+    tokens += [f"ENC_{e}" for e in ENCODINGS]
+    tokens += [f"REF_{i}" for i in range(MAX_OPS + len(SOURCES))]
+    tokens += [f"CMP_{c}" for c in PREDICATES]
+    tokens += [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
+    tokens += [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
+    tokens += [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]
+    return tuple(tokens)
+
+
+@functools.cache
+def token_ids() -> dict[str, int]:
+    return {token: i for i, token in enumerate(vocabulary())}
+
+
+HOLES = frozenset({"FN_TABLE", "FN2_TABLE", "COEF_OTHER"})
+
+
+class TokenError(ProgramError):
+    """A token sequence that is not a program of this grammar."""
+
+
+def to_tokens(program: Program) -> list[str]:
+    """The token sequence of `program`; ops beyond MAX_OPS raise TokenError."""
+    refs = {name: i for i, name in enumerate(SOURCES)}
+    out = ["BOS"]
+    value_ops = [op for op in program.ops if op.kind != "select"]
+    if len(value_ops) > MAX_OPS:
+        raise TokenError(f"{len(value_ops)} ops; the grammar takes at most {MAX_OPS}")
+    if value_ops[-1].name != program.output:
+        raise TokenError("the output must be the last op (reorder the program first)")
+    for op in value_ops:
+        out += [op.kind.upper(), f"ENC_{op.encoding}"]
+        if op.kind in ("aggregate", "selector_width"):
+            select = program.op(op.inputs[0])
+            keys, queries = select.inputs
+            out += [f"REF_{refs[keys]}", f"REF_{refs[queries]}", f"CMP_{select.comparison}"]
+            if op.kind == "aggregate":
+                out.append(f"REF_{refs[op.inputs[1]]}")
+        else:
+            out += [f"REF_{refs[i]}" for i in op.inputs]
+            if op.kind == "linear_sequence_map":
+                out += [_coefficient_token(c) for c in op.coefficients]
+            else:
+                token = _fn_token(op.fn) if op.fn.name != "table" else None
+                if token not in token_ids():
+                    token = "FN_TABLE" if op.kind == "map" else "FN2_TABLE"
+                out.append(token)
+        refs[op.name] = len(refs)
+    return out + ["EOS"]
+
+
+def _coefficient_token(c: float) -> str:
+    return f"COEF_{int(c)}" if float(c).is_integer() and int(c) in COEFFICIENTS else "COEF_OTHER"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """A program from tokens; `holes` names each op with an unknown part."""
+
+    program: Program
+    holes: dict[str, str]  # op name -> "function" | "coefficients"
+
+
+def from_tokens(tokens: list[str]) -> Decoded:
+    """The program a complete token sequence denotes. Holes get placeholders
+    (identity functions, coefficients 1, 1) and are listed in `holes`."""
+    grammar = Grammar()
+    for token in tokens:
+        if token not in grammar.allowed():
+            raise TokenError(f"token {token!r} not allowed after {grammar.prefix}")
+        grammar = grammar.push(token)
+    if not grammar.finished:
+        raise TokenError("the sequence does not end with EOS")
+    return grammar.program()
+
+
+@dataclasses.dataclass(frozen=True)
+class Grammar:
+    """The decoding state: tokens so far and the typed values they define."""
+
+    prefix: tuple[str, ...] = ()
+    encodings: tuple[str, ...] = ("categorical", "categorical")  # per ref
+    finished: bool = False
+
+    def _group(self) -> list[str]:
+        """Tokens of the op being written (after its kind token)."""
+        for i in range(len(self.prefix) - 1, -1, -1):
+            if self.prefix[i].lower() in OP_KINDS:
+                return list(self.prefix[i:])
+        return []
+
+    def allowed(self) -> frozenset[str]:
+        if not self.prefix:
+            return frozenset({"BOS"})
+        if self.finished:
+            return frozenset()
+        group = self._group()
+        n_ops = len(self.encodings) - len(SOURCES)
+        if not group or self._complete(group):
+            kinds = {k.upper() for k in OP_KINDS if self._can_start(k)} if n_ops < MAX_OPS else set()
+            return frozenset(kinds | ({"EOS"} if n_ops > 0 else set()))
+        kind, rest = group[0].lower(), group[1:]
+        slots = _SLOTS[kind]
+        slot = slots[len(rest)]
+        encoding = rest[0][4:] if rest else None
+        return frozenset(self._slot_tokens(kind, slot, encoding))
+
+    def _can_start(self, kind: str) -> bool:
+        categorical = self.encodings.count("categorical")
+        numerical = self.encodings.count("numerical")
+        if kind == "sequence_map":
+            return categorical >= 2
+        if kind == "linear_sequence_map":
+            return numerical >= 2
+        return True
+
+    def _complete(self, group: list[str]) -> bool:
+        return len(group) - 1 == len(_SLOTS[group[0].lower()])
+
+    def _slot_tokens(self, kind: str, slot: str, encoding: str | None) -> list[str]:
+        if slot == "enc":
+            if kind == "linear_sequence_map":
+                return ["ENC_numerical"]
+            if kind == "selector_width":
+                return ["ENC_categorical"]
+            if kind == "aggregate" and "numerical" not in self.encodings:
+                return ["ENC_categorical"]
+            return [f"ENC_{e}" for e in ENCODINGS]
+        if slot == "ref":
+            wanted = "numerical" if kind == "linear_sequence_map" else "categorical"
+            return [f"REF_{i}" for i, e in enumerate(self.encodings) if e == wanted]
+        if slot == "value":
+            return [f"REF_{i}" for i, e in enumerate(self.encodings) if e == encoding]
+        if slot == "cmp":
+            return [f"CMP_{c}" for c in PREDICATES]
+        if slot == "fn":
+            # A numerical map feeds means: its values are 0/1 (boolean functions).
+            fns = [fn for fn in library_functions(1) if encoding != "numerical" or LIBRARY[fn.name].boolean]
+            return [_fn_token(fn) for fn in fns] + ["FN_TABLE"]
+        if slot == "fn2":
+            return [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
+        return [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]
+
+    def push(self, token: str) -> Grammar:
+        prefix = self.prefix + (token,)
+        if token == "EOS":
+            return Grammar(prefix, self.encodings, True)
+        state = Grammar(prefix, self.encodings)
+        group = state._group()
+        if group and state._complete(group):
+            return Grammar(prefix, self.encodings + (group[1][4:],))
+        return state
+
+    def program(self) -> Decoded:
+        ops, holes, names = [], {}, list(SOURCES)
+        groups, current = [], []
+        for token in self.prefix[1:-1]:
+            if token.lower() in OP_KINDS and current:
+                groups.append(current)
+                current = []
+            current.append(token)
+        groups.append(current)
+        for index, group in enumerate(groups):
+            kind, encoding = group[0].lower(), group[1][4:]
+            name = f"{kind}_{index}"
+            refs = [names[int(t[4:])] for t in group[2:] if t.startswith("REF_")]
+            if kind in ("aggregate", "selector_width"):
+                comparison = next(t[4:] for t in group if t.startswith("CMP_"))
+                select = Op("select", f"select_{index}", (refs[0], refs[1]), comparison=comparison)
+                ops.append(select)
+                inputs = (select.name,) + tuple(refs[2:])
+                ops.append(Op(kind, name, inputs, encoding))
+            elif kind == "linear_sequence_map":
+                coefs = [t for t in group if t.startswith("COEF_")]
+                if "COEF_OTHER" in coefs:
+                    holes[name] = "coefficients"
+                values = tuple(1.0 if t == "COEF_OTHER" else float(t[5:]) for t in coefs)
+                ops.append(Op(kind, name, tuple(refs), encoding, coefficients=values))
+            else:
+                fn_token = group[-1]
+                if fn_token in HOLES:
+                    holes[name] = "function"
+                    fn = Fn("identity") if kind == "map" else Fn("add2")
+                else:
+                    fn = _FN_BY_TOKEN[fn_token]
+                ops.append(Op(kind, name, tuple(refs), encoding, fn=fn))
+            names.append(name)
+        return Decoded(Program(tuple(ops), names[-1]), holes)
+
+
+_SLOTS = {
+    "map": ("enc", "ref", "fn"),
+    "sequence_map": ("enc", "ref", "ref", "fn2"),
+    "linear_sequence_map": ("enc", "ref", "ref", "coef", "coef"),
+    "aggregate": ("enc", "ref", "ref", "cmp", "value"),
+    "selector_width": ("enc", "ref", "ref", "cmp"),
+}
+_FN_BY_TOKEN = {_fn_token(fn): fn for fn in library_functions(1) + library_functions(2)}
