@@ -11,8 +11,8 @@ from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs
-from tests.symbolic.test_residual_structure import _random_model, _rotated
+from tests.helpers import random_programs, rotated
+from tests.symbolic.test_residual_structure import _random_model
 
 LIB = lib_programs()
 
@@ -60,8 +60,8 @@ def test_hand_checked_programs_read_back_as_written():
 def test_not_tracr_structured_weights_give_a_result_not_an_exception():
     random_model = _random_model(np.random.default_rng(3))
     entry = LIB["make_length"]
-    rotated = _rotated(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
-    for model in (random_model, rotated):
+    turned = rotated(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
+    for model in (random_model, turned):
         decompiled = decompile_structure(model)
         assert not decompiled.recognised
         assert decompiled.program is None
