@@ -3,6 +3,7 @@
 raspsynth demo [--dir examples]          synthesize the bundled example models
 raspsynth synthesize MODEL.npz [--mode hybrid] [--budget 60] [--seed 0] [--json]
                                          recover a verified program from weights
+raspsynth train --data DIR --out CKPT    train the meta-model (resumes when CKPT exists)
 raspsynth info MODEL.npz                 print a model's spec and shapes
 raspsynth run MODEL.npz "1 2 0" ...      print a model's outputs on inputs
 raspsynth data generate|stats ...        training-data pipeline
@@ -61,6 +62,32 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0 if result.verified else 1
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from raspsynth.neural.meta_model import MetaModelConfig
+    from raspsynth.neural.train import TrainConfig, train
+
+    model = MetaModelConfig(
+        width=args.width, heads=args.heads, encoder_layers=args.layers, decoder_layers=args.layers
+    )
+    config = dataclasses.replace(
+        TrainConfig(),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup=args.warmup,
+        val_every=args.val_every,
+        checkpoint_every=args.val_every,
+        max_train=args.max_train,
+        seed=args.seed,
+        model=model,
+    )
+    figures = train(args.data, args.out, config)
+    print(json.dumps({k: round(float(v), 5) for k, v in figures.items()}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from raspsynth.search import synthesize
     from raspsynth.tracr_bridge import load_model
@@ -109,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
     p.set_defaults(func=cmd_synthesize)
+    p = sub.add_parser("train", help="train the meta-model on a dataset from `raspsynth data generate`")
+    p.add_argument("--data", required=True, help="dataset directory (train and val splits are read)")
+    p.add_argument("--out", required=True, help="checkpoint path; an existing one is resumed")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--max-train", type=int, default=None, help="programs read from the train split")
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser("info", help="print a model's spec")
     p.add_argument("model")
     p.set_defaults(func=cmd_info)

@@ -33,6 +33,8 @@ from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
 from raspsynth.symbolic.value_semantics import library_functions
 
 MAX_OPS = 16
+MAX_TOKENS = 64  # the longest sequence, BOS and EOS included
+_LONGEST_GROUP = 6
 COEFFICIENTS = (-3, -2, -1, 0, 1, 2, 3)
 OP_KINDS = ("map", "sequence_map", "linear_sequence_map", "aggregate", "selector_width")
 ENCODINGS = ("categorical", "numerical")
@@ -75,6 +77,8 @@ def to_tokens(program: Program) -> list[str]:
     value_ops = [op for op in program.ops if op.kind != "select"]
     if len(value_ops) > MAX_OPS:
         raise TokenError(f"{len(value_ops)} ops; the grammar takes at most {MAX_OPS}")
+    if not value_ops:
+        raise TokenError("a program needs at least one op")
     if value_ops[-1].name != program.output:
         raise TokenError("the output must be the last op (reorder the program first)")
     for op in value_ops:
@@ -146,7 +150,8 @@ class Grammar:
         group = self._group()
         n_ops = len(self.encodings) - len(SOURCES)
         if not group or self._complete(group):
-            kinds = {k.upper() for k in OP_KINDS if self._can_start(k)} if n_ops < MAX_OPS else set()
+            room = n_ops < MAX_OPS and len(self.prefix) + _LONGEST_GROUP < MAX_TOKENS
+            kinds = {k.upper() for k in OP_KINDS if self._can_start(k)} if room else set()
             return frozenset(kinds | ({"EOS"} if n_ops > 0 else set()))
         kind, rest = group[0].lower(), group[1:]
         slots = _SLOTS[kind]
