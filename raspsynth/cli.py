@@ -80,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         checkpoint_every=args.val_every,
         max_train=args.max_train,
+        max_minutes=args.max_minutes,
         seed=args.seed,
         model=model,
     )
@@ -145,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--max-train", type=int, default=None, help="programs read from the train split")
+    p.add_argument(
+        "--max-minutes", type=float, default=None, help="stop, validated and saved, after this long"
+    )
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 from raspsynth.cli import main
@@ -44,7 +45,7 @@ def test_info_and_run(capsys, shared_examples):
     assert capsys.readouterr().out.splitlines() == ["[1, 1, 2] -> [2, 2, 1]", "[4] -> [1]"]
 
 
-def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples):
+def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples, monkeypatch):
     bogus = tmp_path / "bogus.npz"
     bogus.write_text("not a model")
     assert main(["info", str(bogus)]) == 2
@@ -58,5 +59,7 @@ def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples):
     assert "not a readable .npz" in capsys.readouterr().err
     assert main(["synthesize", str(hist), "--budget", "-1"]) == 2
     assert "budget_s must be a positive number" in capsys.readouterr().err
+    pipeline = importlib.import_module("raspsynth.search.synthesize")  # the module, not the function
+    monkeypatch.setattr(pipeline, "default_checkpoint", lambda: tmp_path / "none.pt")
     assert main(["synthesize", str(hist), "--mode", "neural"]) == 2
     assert "no meta-model checkpoint" in capsys.readouterr().err

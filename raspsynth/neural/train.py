@@ -54,6 +54,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     max_train: int | None = None  # programs read from the train split (None: all)
     max_val: int = 256
+    max_minutes: float | None = None  # stop (validated and saved) after this much wall time
     seed: int = 0
     model: MetaModelConfig = MetaModelConfig()
 
@@ -168,7 +169,12 @@ def train(
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        last = step == config.steps
+        out_of_time = config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes
+        if distributed:  # every rank stops together
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        last = step == config.steps or out_of_time
         if rank == 0 and (step % config.val_every == 0 or last):
             figures = evaluate_split(meta_model, val_set or train_set[: config.max_val], device)
             with log_path.open("a", newline="") as f:
@@ -180,6 +186,8 @@ def train(
                 _save(out.with_suffix(".best.pt"), meta_model, optimizer, step, best, config)
         if rank == 0 and (step % config.checkpoint_every == 0 or last):
             _save(out, meta_model, optimizer, step, best, config)
+        if out_of_time:
+            break
     bar.close()
     if distributed:
         dist.destroy_process_group()

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from raspsynth.errors import InputError, MetaModelUnavailable
+from raspsynth.neural import default_checkpoint
 from raspsynth.program.ir import Program
 from raspsynth.program.source import to_source
 from raspsynth.search.enumerate import enumerate_programs
@@ -39,6 +40,17 @@ from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 MODES = ("neural", "search", "hybrid")
 DEFAULT_BUDGET_S = 60.0
+NEURAL_TOP_K = 5
+
+
+def _verified(attempt: tuple) -> bool:
+    return attempt[1] is not None and attempt[1].verified
+
+
+def _rank(attempt: tuple) -> tuple:
+    """Attempts compare by verified, then agreement, then having a program at all."""
+    verification = attempt[1]
+    return (_verified(attempt), verification.agreement if verification else -1.0, attempt[0] is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +103,7 @@ def synthesize(
         raise InputError(f"seed must be an integer; got {seed!r}")
     deadline = start + float(budget_s)
     run = _Run(model, mode, float(budget_s), seed, start)
-    if mode == "neural":
+    if mode == "neural" and run.meta_model is None:
         raise MetaModelUnavailable(run.report["meta_model"])
     return run.search(deadline)
 
@@ -117,13 +129,23 @@ class _Run:
             "mode": mode,
             "budget_s": budget_s,
             "seed": seed,
-            # The meta-model (raspsynth.neural) is not built yet; hybrid runs
-            # the symbolic and search layers alone until it is.
-            "meta_model": "no meta-model checkpoint is available (raspsynth.neural is not built yet)",
             "timings_s": self.timings,
             "edits": [],
             "ops": [],
         }
+
+        self.meta_model = None
+        if mode != "search":
+            checkpoint = default_checkpoint()
+            if checkpoint.exists():
+                from raspsynth.neural.train import load_meta_model
+
+                self.meta_model = load_meta_model(checkpoint)
+                self.report["meta_model"] = f"loaded {checkpoint.name}"
+            else:
+                self.report["meta_model"] = f"no meta-model checkpoint at {checkpoint}"
+        else:
+            self.report["meta_model"] = "not used (mode search)"
 
     def _timed(self, stage: str, fn, *args, **kwargs):
         began = time.monotonic()
@@ -133,35 +155,49 @@ class _Run:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - began
 
     def search(self, deadline: float) -> SynthesisResult:
-        model = self.model
+        model, mode = self.model, self.report["mode"]
         inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
         self.report["probes"] = len(inputs)
+        if mode == "neural":
+            return self._finish(*self._neural(inputs, deadline, with_repair=False))
         decompiled = self._timed("decompile", decompile_structure, model)
         self.report["recognised"] = decompiled.recognised
         self.report["reason"] = decompiled.reason
-        if not decompiled.recognised:
-            if time.monotonic() > deadline:
-                return self._finish(None, None, {}, {}, "not run: the budget was spent")
+        best = (None, None, {}, set(), "not run: the budget was spent")
+        if decompiled.recognised:
+            best = self._symbolic(decompiled, inputs, deadline)
+            if _verified(best) or time.monotonic() > deadline:
+                return self._finish(*best)
+        if mode == "hybrid" and self.meta_model is not None and time.monotonic() < deadline:
+            attempt = self._neural(inputs, deadline, with_repair=True)
+            best = max(best, attempt, key=_rank)
+            if _verified(best) or time.monotonic() > deadline:
+                return self._finish(*best)
+        if not decompiled.recognised and time.monotonic() < deadline:
             outcome = self._timed("enumerate", enumerate_programs, model, inputs, deadline, self.seed)
             self.report["enumerated_terms"] = outcome.terms
-            if outcome.program is None:
+            if outcome.program is not None:
+                origin = {
+                    op.name: ("search", 1.0, "enumerated from input/output behaviour")
+                    for op in outcome.program.ops
+                }
+                return self._finish(outcome.program, outcome.verification, origin, set())
+            if best[0] is None:
                 why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
-                return self._finish(None, None, {}, {}, f"no candidate: enumeration found none ({why})")
-            origin = {
-                op.name: ("search", 1.0, "enumerated from input/output behaviour")
-                for op in outcome.program.ops
-            }
-            return self._finish(outcome.program, outcome.verification, origin, {})
-        program = decompiled.program
+                best = (None, None, {}, set(), f"no candidate: enumeration found none ({why})")
+        return self._finish(*best)
+
+    def _symbolic(self, decompiled, inputs, deadline) -> tuple:
+        model, program = self.model, decompiled.program
         origin = {
             op.name: ("symbolic", decompiled.confidence[op.name], decompiled.provenance[op.name])
             for op in program.ops
         }
         if time.monotonic() > deadline:
-            return self._finish(program, None, origin, {}, "not run: the budget was spent")
+            return (program, None, origin, set(), "not run: the budget was spent")
         result = self._timed("verify", verify, program, model, inputs)
         if result.verified or time.monotonic() > deadline:
-            return self._finish(program, result, origin, {})
+            return (program, result, origin, set(), None)
         observed_inputs = screening_inputs(inputs, self.seed)
         observed = self._timed("observe", observed_values, model, decompiled, observed_inputs)
         outcome = self._timed(
@@ -179,16 +215,62 @@ class _Run:
         self.report["edits"] = list(outcome.edits)
         self.report["screened"] = outcome.screened
         if outcome.verification is None:
-            return self._finish(program, result, origin, {})
+            return (program, result, origin, set(), None)
         edited = {op.name for op in outcome.program.ops if op not in program.ops}
-        return self._finish(outcome.program, outcome.verification, origin, edited)
+        return (outcome.program, outcome.verification, origin, edited, None)
+
+    def _neural(self, inputs, deadline, with_repair: bool) -> tuple:
+        """The meta-model's sketches, best first: verified as they are (holes
+        hold the model's argmax placeholder), and in hybrid mode repaired with
+        the holes and least confident ops edited first."""
+        from raspsynth.neural.decode import beam_search
+
+        if self.meta_model is None:
+            raise MetaModelUnavailable(self.report["meta_model"])
+        sketches = self._timed("neural", beam_search, self.meta_model, self.model, top_k=NEURAL_TOP_K)
+        best = (None, None, {}, set(), "not run: the budget was spent")
+        for rank, sketch in enumerate(sketches):
+            if time.monotonic() > deadline:
+                break
+            origin = {
+                op.name: (
+                    "neural",
+                    sketch.op_confidence.get(op.name, 1.0),
+                    f"sketch {rank + 1}, "
+                    + (f"hole: {sketch.holes[op.name]}" if op.name in sketch.holes else "as decoded"),
+                )
+                for op in sketch.program.ops
+            }
+            result = self._timed("verify", verify, sketch.program, self.model, inputs)
+            attempt = (sketch.program, result, origin, set(), None)
+            best = max(best, attempt, key=_rank)
+            if result.verified or not with_repair:
+                return attempt  # verified, or mode neural: the best sketch as decoded, no search
+            confidence = {
+                name: (0.0 if name in sketch.holes else value) for name, value in sketch.op_confidence.items()
+            }
+            outcome = self._timed(
+                "repair",
+                repair,
+                sketch.program,
+                self.model,
+                inputs,
+                deadline,
+                confidence=confidence,
+                seed=self.seed,
+            )
+            if outcome.verification is not None:
+                self.report["edits"] = list(outcome.edits)
+                edited = {op.name for op in outcome.program.ops if op not in sketch.program.ops}
+                return (outcome.program, outcome.verification, origin, edited, None)
+        return best
 
     def _finish(
         self,
         program: Program | None,
         verification: Verification | None,
         origin: dict[str, tuple[str, float, str]],
-        edited,
+        edited: set[str],
         status: str | None = None,
     ) -> SynthesisResult:
         if verification is not None:

@@ -3,6 +3,7 @@ deterministic, invariant under residual permutation, with clear errors."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import pytest
@@ -70,7 +71,7 @@ def test_results_are_deterministic_for_a_seed():
     assert a.report["ops"] == b.report["ops"]
 
 
-def test_bad_arguments_get_named_errors(shared_examples, tmp_path):
+def test_bad_arguments_get_named_errors(shared_examples, tmp_path, monkeypatch):
     model = load_model(str(shared_examples[0]))
     with pytest.raises(InputError, match="mode must be one of"):
         synthesize(model, mode="magic")
@@ -80,7 +81,9 @@ def test_bad_arguments_get_named_errors(shared_examples, tmp_path):
         synthesize(model, seed=1.5)
     with pytest.raises(InputError, match="from_tracr"):
         synthesize(object())
-    with pytest.raises(MetaModelUnavailable):
+    pipeline = importlib.import_module("raspsynth.search.synthesize")  # the module, not the function
+    monkeypatch.setattr(pipeline, "default_checkpoint", lambda: tmp_path / "none.pt")
+    with pytest.raises(MetaModelUnavailable, match="no meta-model checkpoint"):
         synthesize(model, mode="neural")
     with pytest.raises(FileNotFoundError):
         synthesize(tmp_path / "absent.npz")

@@ -59,20 +59,25 @@ def test_source_of_tables_imports_only_tracr():
 
 
 def test_ir_evaluation_equals_tracr_evaluation_where_tracr_defines_it():
+    """Where tracr's RASP evaluator gives values, ours are equal; where it
+    raises on an undefined query or key, ours follow tracr's compiled model
+    (an undefined query or key is not selected), checked against that model."""
     from tracr.rasp import rasp
 
-    checked = 0
+    checked = against_model = 0
     for sample in random_programs(60, seed=31):
         sop = to_rasp(sample.program)
+        model = None
         for xs in sample.check_inputs[:8]:
             ours = evaluate(sample.program, [xs])[0]
             try:
                 theirs = rasp.evaluate(sop, list(xs))
-            except Exception:  # tracr's evaluator fails on undefined values
-                assert None in ours
-                continue
+            except Exception:  # tracr's evaluator raises on undefined values
+                model = model or compile_program(sop, sample.vocab, sample.max_seq_len)
+                theirs = model.run([xs], mark_undefined=True)[0]
+                against_model += 1
             for a, b in zip(ours, theirs):
                 if a is not None:
-                    assert a == b or (isinstance(a, float) and abs(a - b) < 1e-9)
+                    assert a == b or (isinstance(a, (int, float)) and abs(a - b) < 1e-3)
             checked += 1
-    assert checked > 200
+    assert checked > 400 and against_model > 10
