@@ -4,6 +4,7 @@ raspsynth demo [--dir examples]          synthesize the bundled example models
 raspsynth synthesize MODEL.npz [--mode hybrid] [--budget 60] [--seed 0] [--json]
                                          recover a verified program from weights
 raspsynth train --data DIR --out CKPT    train the meta-model (resumes when CKPT exists)
+raspsynth export-checkpoint CKPT OUT     weights only, float16, for shipping
 raspsynth info MODEL.npz                 print a model's spec and shapes
 raspsynth run MODEL.npz "1 2 0" ...      print a model's outputs on inputs
 raspsynth data generate|stats ...        training-data pipeline
@@ -89,6 +90,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_checkpoint(args: argparse.Namespace) -> int:
+    from raspsynth.neural.train import export_checkpoint
+
+    export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from raspsynth.search import synthesize
     from raspsynth.tracr_bridge import load_model
@@ -154,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("export-checkpoint", help="strip a training checkpoint to float16 weights")
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_export_checkpoint)
     p = sub.add_parser("info", help="print a model's spec")
     p.add_argument("model")
     p.set_defaults(func=cmd_info)

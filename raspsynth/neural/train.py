@@ -4,7 +4,9 @@ In: a dataset directory written by `raspsynth data generate` (its train and
 val splits; the test split is never read here) and a `TrainConfig`. Out: a
 checkpoint (model config and weights, optimizer, schedule and step, so a
 run resumes where it stopped), a CSV log of loss and validation accuracy,
-and the best-validation weights beside it (`*.best.pt`).
+and the best-validation weights beside it (`*.best.pt`; best by exact
+sequences, then token accuracy). `export_checkpoint` strips a checkpoint to
+half-precision weights for shipping.
 
 AdamW with linear warmup then cosine decay, gradient clipping, validation
 every `val_every` steps (teacher-forced token accuracy and whole-sequence
@@ -113,11 +115,28 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def load_meta_model(path: str | Path, device: str | torch.device = "cpu") -> MetaModel:
-    """A trained meta-model from a checkpoint written by `train`."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    meta_model = MetaModel(MetaModelConfig(**state["model_config"]))
-    meta_model.load_state_dict(state["model"])
+    """A trained meta-model from a checkpoint written by `train` or `export_checkpoint`."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        meta_model = MetaModel(MetaModelConfig(**state["model_config"]))
+        meta_model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    except (OSError, KeyError, RuntimeError, TypeError) as err:
+        raise RaspsynthError(f"{path}: not a raspsynth meta-model checkpoint ({err})") from None
     return meta_model.to(device).eval()
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> None:
+    """Weights only, in float16 (half the size; decoding runs in float32), with
+    the model config and the step and figures it was trained to."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    slim = {
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
+        "model_config": state["model_config"],
+        "step": state["step"],
+        "train_config": state["train_config"],
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(slim, out)
 
 
 def train(
@@ -140,12 +159,12 @@ def train(
     meta_model = MetaModel(config.model).to(device)
     optimizer = torch.optim.AdamW(meta_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     out = Path(out)
-    step, best = 0, -1.0
+    step, best = 0, (-1.0, -1.0)
     if out.exists():
         state = torch.load(out, map_location=device, weights_only=False)
         meta_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, best = state["step"], state["best_val_exact"]
+        step, best = state["step"], tuple(state["best_val"])
     wrapped = nn.parallel.DistributedDataParallel(meta_model) if distributed else meta_model
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     log_path = out.with_suffix(".csv")
@@ -181,8 +200,9 @@ def train(
                 row = [step, f"{learning_rate(step - 1, config):.6g}", f"{loss.item():.5f}"]
                 row += [f"{v:.5f}" for v in figures.values()] + [f"{time.monotonic() - began:.1f}"]
                 csv.writer(f).writerow(row)
-            if figures["val_exact"] > best:
-                best = figures["val_exact"]
+            score = (figures["val_exact"], figures["val_token_accuracy"])
+            if score > best:
+                best = score
                 _save(out.with_suffix(".best.pt"), meta_model, optimizer, step, best, config)
         if rank == 0 and (step % config.checkpoint_every == 0 or last):
             _save(out, meta_model, optimizer, step, best, config)
@@ -207,13 +227,13 @@ def evaluate_split(meta_model: MetaModel, examples: list[Example], device, batch
     return {"val_loss": loss, "val_token_accuracy": token_accuracy, "val_exact": exact}
 
 
-def _save(path: Path, meta_model: MetaModel, optimizer, step: int, best: float, config: TrainConfig) -> None:
+def _save(path: Path, meta_model: MetaModel, optimizer, step: int, best: tuple, config: TrainConfig) -> None:
     state = {
         "model": meta_model.state_dict(),
         "model_config": meta_model.config.to_json(),
         "optimizer": optimizer.state_dict(),
         "step": step,
-        "best_val_exact": best,
+        "best_val": list(best),
         "train_config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
     }
     tmp = path.with_suffix(".tmp")

@@ -103,7 +103,7 @@ def synthesize(
         raise InputError(f"seed must be an integer; got {seed!r}")
     deadline = start + float(budget_s)
     run = _Run(model, mode, float(budget_s), seed, start)
-    if mode == "neural" and run.meta_model is None:
+    if mode == "neural" and run.checkpoint is None:
         raise MetaModelUnavailable(run.report["meta_model"])
     return run.search(deadline)
 
@@ -134,18 +134,24 @@ class _Run:
             "ops": [],
         }
 
-        self.meta_model = None
-        if mode != "search":
-            checkpoint = default_checkpoint()
-            if checkpoint.exists():
-                from raspsynth.neural.train import load_meta_model
-
-                self.meta_model = load_meta_model(checkpoint)
-                self.report["meta_model"] = f"loaded {checkpoint.name}"
-            else:
-                self.report["meta_model"] = f"no meta-model checkpoint at {checkpoint}"
-        else:
+        # The meta-model loads (and torch imports) only when a stage needs it.
+        self.checkpoint, self._meta_model = None, None
+        if mode == "search":
             self.report["meta_model"] = "not used (mode search)"
+        elif default_checkpoint().exists():
+            self.checkpoint = default_checkpoint()
+            self.report["meta_model"] = f"available: {self.checkpoint.name} (not needed)"
+        else:
+            self.report["meta_model"] = f"no meta-model checkpoint at {default_checkpoint()}"
+
+    @property
+    def meta_model(self):
+        if self._meta_model is None and self.checkpoint is not None:
+            from raspsynth.neural.train import load_meta_model
+
+            self._meta_model = self._timed("load meta-model", load_meta_model, self.checkpoint)
+            self.report["meta_model"] = f"loaded {self.checkpoint.name}"
+        return self._meta_model
 
     def _timed(self, stage: str, fn, *args, **kwargs):
         began = time.monotonic()
@@ -168,7 +174,7 @@ class _Run:
             best = self._symbolic(decompiled, inputs, deadline)
             if _verified(best) or time.monotonic() > deadline:
                 return self._finish(*best)
-        if mode == "hybrid" and self.meta_model is not None and time.monotonic() < deadline:
+        if mode == "hybrid" and self.checkpoint is not None and time.monotonic() < deadline:
             attempt = self._neural(inputs, deadline, with_repair=True)
             best = max(best, attempt, key=_rank)
             if _verified(best) or time.monotonic() > deadline:

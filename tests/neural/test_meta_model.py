@@ -3,6 +3,7 @@ overfitting a tiny dataset, and DistributedDataParallel on two CPU processes."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -11,11 +12,19 @@ import numpy as np
 import pytest
 import torch
 
+from raspsynth import synthesize
 from raspsynth.data.generate import generate
 from raspsynth.neural.decode import beam_search
 from raspsynth.neural.meta_model import MetaModel, MetaModelConfig, collate
 from raspsynth.neural.program_tokens import Grammar, from_tokens, to_tokens, token_ids, vocabulary
-from raspsynth.neural.train import TrainConfig, batch_of, load_meta_model, load_split, train
+from raspsynth.neural.train import (
+    TrainConfig,
+    batch_of,
+    export_checkpoint,
+    load_meta_model,
+    load_split,
+    train,
+)
 from raspsynth.neural.weight_encoding import encode_weights
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.evaluate import evaluate
@@ -91,7 +100,7 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
-def test_a_tiny_dataset_is_overfit(tiny_dataset, tmp_path):
+def test_a_tiny_dataset_is_overfit(tiny_dataset, tmp_path, monkeypatch):
     examples = load_split(tiny_dataset, "train", 8)
     config = TrainConfig(steps=300, batch_size=8, lr=3e-3, warmup=20, val_every=300, max_train=8, model=TINY)
     train(tiny_dataset, tmp_path / "ckpt.pt", config, quiet=True)
@@ -106,6 +115,19 @@ def test_a_tiny_dataset_is_overfit(tiny_dataset, tmp_path):
     for example in examples[:3]:
         best = beam_search(meta_model, example.model.permuted(9), beam=4, top_k=1)[0]
         assert [token_ids()[t] for t in best.tokens] == example.tokens.tolist()
+    # The shipped form (float16 weights only) decodes the same.
+    export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "slim.pt")
+    slim = load_meta_model(tmp_path / "slim.pt")
+    assert (tmp_path / "slim.pt").stat().st_size < (tmp_path / "ckpt.pt").stat().st_size / 4
+    for example in examples[:3]:
+        best = beam_search(slim, example.model, beam=4, top_k=1)[0]
+        assert [token_ids()[t] for t in best.tokens] == example.tokens.tolist()
+    # synthesize(mode="neural") uses the checkpoint: the best sketch, verified, no search.
+    pipeline = importlib.import_module("raspsynth.search.synthesize")
+    monkeypatch.setattr(pipeline, "default_checkpoint", lambda: tmp_path / "slim.pt")
+    result = synthesize(examples[0].model.permuted(4), mode="neural", budget_s=60)
+    assert result.verified and {op["from"] for op in result.report["ops"]} == {"neural"}
+    assert result.report["meta_model"] == "loaded slim.pt"
     # The CSV log has a header and a row per validation.
     assert (tmp_path / "ckpt.csv").read_text().splitlines()[0].startswith("step,lr,loss")
 
