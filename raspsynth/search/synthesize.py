@@ -174,13 +174,13 @@ class _Run:
             best = self._symbolic(decompiled, inputs, deadline)
             if _verified(best) or time.monotonic() > deadline:
                 return self._finish(*best)
-        if mode == "hybrid" and self.checkpoint is not None and time.monotonic() < deadline:
-            attempt = self._neural(inputs, deadline, with_repair=True)
-            best = max(best, attempt, key=_rank)
-            if _verified(best) or time.monotonic() > deadline:
-                return self._finish(*best)
+        use_neural = mode == "hybrid" and self.checkpoint is not None
         if not decompiled.recognised and time.monotonic() < deadline:
-            outcome = self._timed("enumerate", enumerate_programs, model, inputs, deadline, self.seed)
+            # Small programs are found fast from behaviour alone; leave the
+            # meta-model half of what remains when it is there to try.
+            now = time.monotonic()
+            until = now + (deadline - now) / 2 if use_neural else deadline
+            outcome = self._timed("enumerate", enumerate_programs, model, inputs, until, self.seed)
             self.report["enumerated_terms"] = outcome.terms
             if outcome.program is not None:
                 origin = {
@@ -188,9 +188,10 @@ class _Run:
                     for op in outcome.program.ops
                 }
                 return self._finish(outcome.program, outcome.verification, origin, set())
-            if best[0] is None:
-                why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
-                best = (None, None, {}, set(), f"no candidate: enumeration found none ({why})")
+            why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
+            best = (None, None, {}, set(), f"no candidate: enumeration found none ({why})")
+        if use_neural and time.monotonic() < deadline:
+            best = max(best, self._neural(inputs, deadline, with_repair=True), key=_rank)
         return self._finish(*best)
 
     def _symbolic(self, decompiled, inputs, deadline) -> tuple:

@@ -101,7 +101,11 @@ def test_unreadable_weights_without_a_small_program_end_unverified_in_budget():
     entry = LIB["make_sort_freq"]  # needs more ops than enumeration reaches in 3 s
     model = rotated(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
     began = time.monotonic()
-    result = synthesize(model, budget_s=3)
+    result = synthesize(model, mode="search", budget_s=3)
     assert time.monotonic() - began < 6
     assert not result.verified and result.program is None and result.source == ""
     assert "enumeration found none" in result.report["verification"]
+    # Hybrid also tries the meta-model's sketches (repaired) and keeps the best, unverified.
+    result = synthesize(model, mode="hybrid", budget_s=6)
+    assert not result.verified
+    assert result.report["meta_model"].startswith("loaded") and result.report["enumerated_terms"] > 0
