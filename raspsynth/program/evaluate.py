@@ -3,7 +3,8 @@
 In: a `Program` and input sequences. Out: every op's values on each input
 (`trace`), or just the output (`evaluate`). A value is None where RASP leaves
 it undefined: a categorical Aggregate selecting nothing, or selecting several
-different values (which tracr cannot compile faithfully), a function raising
+different values (MIXED inside: tracr holds a blend there, and whatever reads
+it, Selects included, is undefined too), a function raising
 an arithmetic error or asked outside its table, and everything computed from
 an undefined value, except through a Select: there, as in tracr's model, an
 undefined query or key is simply not selected. This is
@@ -29,12 +30,31 @@ PREDICATES = {
 }
 
 
+class _Mixed:
+    """A categorical Aggregate over several different values: tracr's model
+    holds a blend there, and anything that reads it computes garbage."""
+
+    def __repr__(self) -> str:
+        return "MIXED"
+
+
+MIXED = _Mixed()
+
+
 def trace(program: Program, xs: Sequence[Hashable]) -> dict[str, list]:
-    """Name -> per-position values (selectors: query-by-key boolean matrices)."""
+    """Name -> per-position values (selectors: query-by-key boolean matrices,
+    None where an operand is MIXED). Undefined values are None."""
     values: dict[str, list] = {"tokens": list(xs), "indices": list(range(len(xs)))}
     for op in program.ops:
         values[op.name] = eval_op(op, [values[i] for i in op.inputs], len(xs))
-    return values
+    return {
+        name: [None if v is MIXED else v for v in row] if name not in _selects(program) else row
+        for name, row in values.items()
+    }
+
+
+def _selects(program: Program) -> set[str]:
+    return {op.name for op in program.ops if op.kind == "select"}
 
 
 def evaluate(program: Program, inputs: Sequence[Sequence[Hashable]]) -> list[list]:
@@ -43,33 +63,47 @@ def evaluate(program: Program, inputs: Sequence[Sequence[Hashable]]) -> list[lis
 
 
 def eval_op(op: Op, args: list, n: int) -> list:
-    """One op's values on one input of length n, given its inputs' values."""
+    """One op's values on one input of length n, given its inputs' values
+    (which may hold MIXED)."""
     if op.kind == "select":
         keys, queries = args
         predicate = PREDICATES[op.comparison]
         # As in tracr's model: an undefined query or key (an all-zero block)
-        # scores nothing, so it is simply not selected.
-        return [[k is not None and q is not None and bool(predicate(k, q)) for k in keys] for q in queries]
+        # scores nothing, so it is simply not selected; a MIXED one is unknown.
+        return [[_select_entry(predicate, k, q) for k in keys] for q in queries]
     if op.kind == "selector_width":
-        return [sum(row) for row in args[0]]
+        return [MIXED if None in row else sum(row) for row in args[0]]
     if op.kind == "aggregate":
         selector, sop = args
-        return [_aggregate(row, sop, op.encoding) for row in selector]
+        return [MIXED if None in row else _aggregate(row, sop, op.encoding) for row in selector]
     f = function_of(op) if op.kind != "map" else op.fn.bind()
     if op.kind == "map":
-        return [None if x is None else apply_ignoring_errors(f, x) for x in args[0]]
+        return [x if x is None or x is MIXED else apply_ignoring_errors(f, x) for x in args[0]]
     return [
-        None if x is None or y is None else apply_ignoring_errors(f, x, y) for x, y in zip(args[0], args[1])
+        MIXED
+        if x is MIXED or y is MIXED
+        else None
+        if x is None or y is None
+        else apply_ignoring_errors(f, x, y)
+        for x, y in zip(args[0], args[1])
     ]
+
+
+def _select_entry(predicate, key, query) -> bool | None:
+    if key is MIXED or query is MIXED:
+        return None
+    return key is not None and query is not None and bool(predicate(key, query))
 
 
 def _aggregate(row: list[bool], values: list, encoding: str):
     selected = [v for v, s in zip(values, row) if s]
+    if any(v is MIXED for v in selected):
+        return MIXED
     if encoding == "numerical":
         if any(v is None for v in selected):
             return None
         return sum(selected) / len(selected) if selected else 0
-    distinct = set(selected)
-    if len(distinct) != 1 or None in distinct:
+    if not selected or all(v is None for v in selected):
         return None
-    return selected[0]
+    distinct = {(type(v), v) for v in selected}
+    return selected[0] if len(distinct) == 1 and None not in selected else MIXED
