@@ -74,17 +74,15 @@ def beam_search(
                 finished.append((score, seq, grammar, probs))
             else:
                 live.append((seq, grammar, score, probs))
-        if len(finished) >= top_k and all(s < finished_best(finished, top_k) for _, _, s, _ in live):
-            break
+        if len(finished) >= top_k:
+            # Live beams below the k-th best finished score cannot enter the top k.
+            kth = sorted((c[0] for c in finished), reverse=True)[top_k - 1]
+            if all(score < kth for _, _, score, _ in live):
+                break
     finished.sort(key=lambda c: -c[0])
     return [
         _sketch(score, seq, grammar, probs, hole_threshold) for score, seq, grammar, probs in finished[:top_k]
     ]
-
-
-def finished_best(finished: list, top_k: int) -> float:
-    """The k-th best finished score: live beams below it cannot enter the top k."""
-    return sorted((c[0] for c in finished), reverse=True)[top_k - 1]
 
 
 def _sketch(score, seq, grammar: Grammar, probs, hole_threshold: float) -> Sketch:

@@ -83,11 +83,9 @@ def load_split(directory: str | Path, split: str, limit: int | None) -> list[Exa
     return examples
 
 
-def batch_of(examples: list[Example], rng: np.random.Generator, device, permute: bool = True):
+def batch_of(examples: list[Example], rng: np.random.Generator, device):
     """Encoded weights (each residual freshly permuted) and padded token ids."""
-    encoded = [
-        encode_weights(e.model.permuted(int(rng.integers(2**31))) if permute else e.model) for e in examples
-    ]
+    encoded = [encode_weights(e.model.permuted(int(rng.integers(2**31)))) for e in examples]
     features, pairs, mask = collate(encoded, device)
     length = max(len(e.tokens) for e in examples)
     tokens = np.zeros((len(examples), length), dtype=np.int64)

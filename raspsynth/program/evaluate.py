@@ -47,14 +47,11 @@ def trace(program: Program, xs: Sequence[Hashable]) -> dict[str, list]:
     values: dict[str, list] = {"tokens": list(xs), "indices": list(range(len(xs)))}
     for op in program.ops:
         values[op.name] = eval_op(op, [values[i] for i in op.inputs], len(xs))
+    selects = {op.name for op in program.ops if op.kind == "select"}
     return {
-        name: [None if v is MIXED else v for v in row] if name not in _selects(program) else row
+        name: row if name in selects else [None if v is MIXED else v for v in row]
         for name, row in values.items()
     }
-
-
-def _selects(program: Program) -> set[str]:
-    return {op.name for op in program.ops if op.kind == "select"}
 
 
 def evaluate(program: Program, inputs: Sequence[Sequence[Hashable]]) -> list[list]:

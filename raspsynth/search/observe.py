@@ -85,7 +85,14 @@ def first_disagreement(
     """(op name, fraction of inputs where it disagrees) for the first op in
     program order whose values differ from the model's, or None when every
     observed op agrees."""
-    traces = [trace(program, xs) for xs in inputs]
+    return first_disagreement_in(program, observed, [trace(program, xs) for xs in inputs])
+
+
+def first_disagreement_in(
+    program: Program, observed: Observed, traces: list[dict]
+) -> tuple[str, float] | None:
+    """`first_disagreement` for the program's traces on the observed inputs,
+    when the caller has them already."""
     for op in program.ops:
         rows = observed.get(op.name)
         if rows is None:
@@ -96,7 +103,7 @@ def first_disagreement(
             for want, values in zip(rows, traces)
         )
         if wrong:
-            return op.name, wrong / len(inputs)
+            return op.name, wrong / len(traces)
     return None
 
 

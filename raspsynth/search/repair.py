@@ -1,7 +1,8 @@
 """Repair: local edits, best first, until a candidate matches the model.
 
 In: a candidate `Program`, the `Model`, the probe inputs, a deadline and,
-when the residual structure was read, the model's intermediate values
+when the residual structure was read, the `Decompiled` reading, from which
+the model's intermediate values on the screening inputs are taken
 (`observe.observed_values`). Out: `RepairOutcome`, the best program found,
 its verification and the edits that led there.
 
@@ -32,11 +33,17 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
-from raspsynth.program.evaluate import PREDICATES, evaluate, trace
+from raspsynth.program.evaluate import PREDICATES, trace
 from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
-from raspsynth.search.observe import Observed, agrees, first_disagreement
+from raspsynth.search.observe import (
+    Observed,
+    agrees,
+    first_disagreement,
+    first_disagreement_in,
+    observed_values,
+)
 from raspsynth.search.verify import Verification, verify
-from raspsynth.symbolic.decompile import match_library
+from raspsynth.symbolic.decompile import Decompiled, match_library
 from raspsynth.symbolic.value_semantics import library_functions
 from raspsynth.tracr_bridge.model import Model, Token
 
@@ -60,29 +67,32 @@ class RepairOutcome:
 
 @dataclasses.dataclass(frozen=True)
 class _Screen:
+    """The screening inputs, the model's outputs on them and, when the
+    residual structure was read, its intermediate values on them too."""
+
     inputs: list
     expected: list
-    observed: Observed | None = None  # intermediate values on observed_inputs
-    observed_inputs: list | None = None
+    observed: Observed | None = None
 
     def score(self, program: Program) -> tuple[float, float]:
         """(share of observed ops matched before the first disagreement,
         share of screening inputs whose output is right); higher is better.
         With intermediate values the search follows the model op by op."""
         try:
-            got = evaluate(program, self.inputs)
-            progress = 1.0
-            if self.observed is not None:
-                found = first_disagreement(program, self.observed, self.observed_inputs)
-                if found is not None:
-                    names = [op.name for op in program.ops if op.name in self.observed]
-                    progress = names.index(found[0]) / len(names) + (1 - found[1]) / len(names)
+            traces = [trace(program, xs) for xs in self.inputs]
         except (KeyError, TypeError):  # a table met a value outside its domain; unordered values
             return (0.0, 0.0)
+        progress = 1.0
+        if self.observed is not None:
+            found = first_disagreement_in(program, self.observed, traces)
+            if found is not None:
+                names = [op.name for op in program.ops if op.name in self.observed]
+                progress = names.index(found[0]) / len(names) + (1 - found[1]) / len(names)
         numerical = program.encoding(program.output) == "numerical"
         right = sum(
-            len(w) == len(g) and all(agrees(a, b, numerical) for a, b in zip(w, g))
-            for w, g in zip(self.expected, got)
+            len(w) == len(t[program.output])
+            and all(agrees(a, b, numerical) for a, b in zip(w, t[program.output]))
+            for w, t in zip(self.expected, traces)
         )
         return (progress, right / len(self.inputs))
 
@@ -101,15 +111,17 @@ def repair(
     model: Model,
     inputs: Sequence[Sequence[Token]],
     deadline: float,
-    observed: Observed | None = None,
-    observed_inputs: Sequence[Sequence[Token]] | None = None,
+    decompiled: Decompiled | None = None,
     confidence: dict[str, float] | None = None,
     seed: int = 0,
     max_edits: int = MAX_EDITS,
 ) -> RepairOutcome:
-    """Best-first local edits of `program` until it verifies or time runs out."""
+    """Best-first local edits of `program` until it verifies or time runs out.
+    With `decompiled` (the model's residual structure), edits follow the
+    model's intermediate values on the screening inputs."""
     screen_in = screening_inputs(inputs, seed)
-    screen = _Screen(screen_in, model.run(screen_in, mark_undefined=True), observed, observed_inputs)
+    observed = observed_values(model, decompiled, screen_in) if decompiled is not None else None
+    screen = _Screen(screen_in, model.run(screen_in, mark_undefined=True), observed)
     confidence = confidence or {}
     counter = itertools.count()
     start_score = screen.score(program)
@@ -131,7 +143,7 @@ def repair(
         if depth >= max_edits:
             continue
         children = []
-        for description, edited in _edits(current, model, observed, observed_inputs, confidence, screen):
+        for description, edited in _edits(current, confidence, screen):
             key = edited.dumps()
             if key in seen:
                 continue
@@ -157,10 +169,10 @@ def _negated(score: tuple[float, float]) -> tuple[float, float]:
 # -- edits --------------------------------------------------------------------
 
 
-def _targets(program: Program, observed, observed_inputs, confidence) -> list[str]:
+def _targets(program: Program, confidence: dict[str, float], screen: _Screen) -> list[str]:
     """Ops to edit, most suspect first."""
-    if observed is not None:
-        found = first_disagreement(program, observed, observed_inputs)
+    if screen.observed is not None:
+        found = first_disagreement(program, screen.observed, screen.inputs)
         if found is not None:
             return [found[0]]
     value_ops = [op for op in program.ops if op.kind != "select"]
@@ -170,10 +182,10 @@ def _targets(program: Program, observed, observed_inputs, confidence) -> list[st
     return [value_ops[i].name for i in order]
 
 
-def _edits(program, model, observed, observed_inputs, confidence, screen) -> Iterator[tuple[str, Program]]:
-    for target in _targets(program, observed, observed_inputs, confidence):
+def _edits(program: Program, confidence: dict[str, float], screen: _Screen) -> Iterator[tuple[str, Program]]:
+    for target in _targets(program, confidence, screen):
         op = program.op(target)
-        yield from _function_edits(program, op, model, observed, observed_inputs, screen)
+        yield from _function_edits(program, op, screen)
         yield from _comparison_edits(program, op)
         yield from _operand_edits(program, op)
         yield from _deletions(program, op)
@@ -186,10 +198,10 @@ def _replace(program: Program, old: Op, new: Op) -> Program | None:
         return None
 
 
-def _function_edits(program, op, model, observed, observed_inputs, screen):
+def _function_edits(program, op, screen: _Screen):
     if op.kind not in ("map", "sequence_map", "linear_sequence_map"):
         return
-    rows = _observed_rows(program, op, observed, observed_inputs, screen)
+    rows = _observed_rows(program, op, screen)
     if op.kind == "linear_sequence_map":
         coefficients = solve_linear_coefficients(rows) if rows else None
         if coefficients is not None and coefficients != op.coefficients:
@@ -214,18 +226,18 @@ def _function_edits(program, op, model, observed, observed_inputs, screen):
                 yield f"{op.name}: function {fn.describe()}", edited
 
 
-def _observed_rows(program, op, observed, observed_inputs, screen) -> dict[tuple, Hashable] | None:
+def _observed_rows(program, op, screen: _Screen) -> dict[tuple, Hashable] | None:
     """Input values (traced through the candidate) -> the value the model has
     for `op`, when that is one function; None when it is not observable or
     contradicts itself (an upstream op is wrong too)."""
-    if observed is not None and op.name in observed:
-        inputs, outputs = observed_inputs, observed[op.name]
+    if screen.observed is not None and op.name in screen.observed:
+        outputs = screen.observed[op.name]
     elif op.name == program.output:
-        inputs, outputs = screen.inputs, screen.expected
+        outputs = screen.expected
     else:
         return None
     rows: dict[tuple, Hashable] = {}
-    for xs, out_row in zip(inputs, outputs):
+    for xs, out_row in zip(screen.inputs, outputs):
         values = trace(program, xs)
         for position, out in enumerate(out_row):
             args = tuple(values[i][position] for i in op.inputs)

@@ -29,8 +29,7 @@ from raspsynth.neural import default_checkpoint
 from raspsynth.program.ir import Program
 from raspsynth.program.source import to_source
 from raspsynth.search.enumerate import enumerate_programs
-from raspsynth.search.observe import observed_values
-from raspsynth.search.repair import repair, screening_inputs
+from raspsynth.search.repair import repair
 from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.tracr_bridge.interchange import load_model
@@ -43,14 +42,32 @@ DEFAULT_BUDGET_S = 60.0
 NEURAL_TOP_K = 5
 
 
-def _verified(attempt: tuple) -> bool:
-    return attempt[1] is not None and attempt[1].verified
+@dataclasses.dataclass(frozen=True)
+class _Attempt:
+    """One candidate as a stage left it: the program, its verification (None
+    when not run), per op (origin, confidence, how), the ops repair changed,
+    and a status line when there is no verification to report."""
+
+    program: Program | None = None
+    verification: Verification | None = None
+    origin: dict[str, tuple[str, float, str]] = dataclasses.field(default_factory=dict)
+    edited: frozenset[str] = frozenset()
+    status: str | None = "not run: the budget was spent"
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None and self.verification.verified
+
+    def rank(self) -> tuple:
+        """Attempts compare by verified, then agreement, then having a program at all."""
+        agreement = self.verification.agreement if self.verification else -1.0
+        return (self.verified, agreement, self.program is not None)
 
 
-def _rank(attempt: tuple) -> tuple:
-    """Attempts compare by verified, then agreement, then having a program at all."""
-    verification = attempt[1]
-    return (_verified(attempt), verification.agreement if verification else -1.0, attempt[0] is not None)
+def _repaired(original: Program, outcome, origin: dict) -> _Attempt:
+    """The attempt a successful repair of `original` gives."""
+    edited = frozenset(op.name for op in outcome.program.ops if op not in original.ops)
+    return _Attempt(outcome.program, outcome.verification, origin, edited, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,15 +182,15 @@ class _Run:
         inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
         self.report["probes"] = len(inputs)
         if mode == "neural":
-            return self._finish(*self._neural(inputs, deadline, with_repair=False))
+            return self._finish(self._neural(inputs, deadline, with_repair=False))
         decompiled = self._timed("decompile", decompile_structure, model)
         self.report["recognised"] = decompiled.recognised
         self.report["reason"] = decompiled.reason
-        best = (None, None, {}, set(), "not run: the budget was spent")
+        best = _Attempt()
         if decompiled.recognised:
             best = self._symbolic(decompiled, inputs, deadline)
-            if _verified(best) or time.monotonic() > deadline:
-                return self._finish(*best)
+            if best.verified or time.monotonic() > deadline:
+                return self._finish(best)
         use_neural = mode == "hybrid" and self.checkpoint is not None
         if not decompiled.recognised and time.monotonic() < deadline:
             # Small programs are found fast from behaviour alone; leave the
@@ -187,26 +204,24 @@ class _Run:
                     op.name: ("search", 1.0, "enumerated from input/output behaviour")
                     for op in outcome.program.ops
                 }
-                return self._finish(outcome.program, outcome.verification, origin, set())
+                return self._finish(_Attempt(outcome.program, outcome.verification, origin, status=None))
             why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
-            best = (None, None, {}, set(), f"no candidate: enumeration found none ({why})")
+            best = _Attempt(status=f"no candidate: enumeration found none ({why})")
         if use_neural and time.monotonic() < deadline:
-            best = max(best, self._neural(inputs, deadline, with_repair=True), key=_rank)
-        return self._finish(*best)
+            best = max(best, self._neural(inputs, deadline, with_repair=True), key=_Attempt.rank)
+        return self._finish(best)
 
-    def _symbolic(self, decompiled, inputs, deadline) -> tuple:
+    def _symbolic(self, decompiled, inputs, deadline) -> _Attempt:
         model, program = self.model, decompiled.program
         origin = {
             op.name: ("symbolic", decompiled.confidence[op.name], decompiled.provenance[op.name])
             for op in program.ops
         }
         if time.monotonic() > deadline:
-            return (program, None, origin, set(), "not run: the budget was spent")
+            return _Attempt(program, None, origin)
         result = self._timed("verify", verify, program, model, inputs)
         if result.verified or time.monotonic() > deadline:
-            return (program, result, origin, set(), None)
-        observed_inputs = screening_inputs(inputs, self.seed)
-        observed = self._timed("observe", observed_values, model, decompiled, observed_inputs)
+            return _Attempt(program, result, origin, status=None)
         outcome = self._timed(
             "repair",
             repair,
@@ -214,28 +229,24 @@ class _Run:
             model,
             inputs,
             deadline,
-            observed=observed,
-            observed_inputs=observed_inputs,
+            decompiled=decompiled,
             confidence=decompiled.confidence,
             seed=self.seed,
         )
         self.report["edits"] = list(outcome.edits)
         self.report["screened"] = outcome.screened
         if outcome.verification is None:
-            return (program, result, origin, set(), None)
-        edited = {op.name for op in outcome.program.ops if op not in program.ops}
-        return (outcome.program, outcome.verification, origin, edited, None)
+            return _Attempt(program, result, origin, status=None)
+        return _repaired(program, outcome, origin)
 
-    def _neural(self, inputs, deadline, with_repair: bool) -> tuple:
+    def _neural(self, inputs, deadline, with_repair: bool) -> _Attempt:
         """The meta-model's sketches, best first: verified as they are (holes
         hold the model's argmax placeholder), and in hybrid mode repaired with
         the holes and least confident ops edited first."""
         from raspsynth.neural.decode import beam_search
 
-        if self.meta_model is None:
-            raise MetaModelUnavailable(self.report["meta_model"])
         sketches = self._timed("neural", beam_search, self.meta_model, self.model, top_k=NEURAL_TOP_K)
-        best = (None, None, {}, set(), "not run: the budget was spent")
+        best = _Attempt()
         for rank, sketch in enumerate(sketches):
             if time.monotonic() > deadline:
                 break
@@ -249,8 +260,8 @@ class _Run:
                 for op in sketch.program.ops
             }
             result = self._timed("verify", verify, sketch.program, self.model, inputs)
-            attempt = (sketch.program, result, origin, set(), None)
-            best = max(best, attempt, key=_rank)
+            attempt = _Attempt(sketch.program, result, origin, status=None)
+            best = max(best, attempt, key=_Attempt.rank)
             if result.verified or not with_repair:
                 return attempt  # verified, or mode neural: the best sketch as decoded, no search
             confidence = {
@@ -268,18 +279,11 @@ class _Run:
             )
             if outcome.verification is not None:
                 self.report["edits"] = list(outcome.edits)
-                edited = {op.name for op in outcome.program.ops if op not in sketch.program.ops}
-                return (outcome.program, outcome.verification, origin, edited, None)
+                return _repaired(sketch.program, outcome, origin)
         return best
 
-    def _finish(
-        self,
-        program: Program | None,
-        verification: Verification | None,
-        origin: dict[str, tuple[str, float, str]],
-        edited: set[str],
-        status: str | None = None,
-    ) -> SynthesisResult:
+    def _finish(self, attempt: _Attempt) -> SynthesisResult:
+        program, verification, status = attempt.program, attempt.verification, attempt.status
         if verification is not None:
             if verification.error:
                 status = f"failed: {verification.error}"
@@ -291,16 +295,16 @@ class _Run:
         self.report["verification"] = status
         if program is not None:
             for op in program.ops:
-                if op.name in edited:
+                if op.name in attempt.edited:
                     entry = ("search", 1.0 if verification.verified else 0.0, "repaired: see edits")
                 else:
-                    entry = origin.get(op.name, ("search", 0.0, "added by repair"))
+                    entry = attempt.origin.get(op.name, ("search", 0.0, "added by repair"))
                 source, confidence, how = entry
                 self.report["ops"].append(
                     {"op": op.name, "kind": op.kind, "from": source, "confidence": confidence, "how": how}
                 )
         self.report["elapsed_s"] = time.monotonic() - self.start
-        verified = verification is not None and verification.verified
+        verified = attempt.verified
         agreement = verification.agreement if verification is not None else 0.0
         if program is None:
             return SynthesisResult(None, "", False, 0.0, self.report, None)

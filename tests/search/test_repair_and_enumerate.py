@@ -9,8 +9,7 @@ import time
 from raspsynth import synthesize
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.ir import Fn, Program
-from raspsynth.search.observe import observed_values
-from raspsynth.search.repair import repair, screening_inputs, solve_linear_coefficients
+from raspsynth.search.repair import repair, solve_linear_coefficients
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
@@ -29,12 +28,7 @@ def _broken(program: Program, op_name: str, **change) -> Program:
 
 
 def _repair_with_observations(model, candidate, decompiled):
-    inputs = probe_inputs(model)
-    observed_inputs = screening_inputs(inputs, 0)
-    observed = observed_values(model, decompiled, observed_inputs)
-    return repair(
-        candidate, model, inputs, time.monotonic() + 30, observed=observed, observed_inputs=observed_inputs
-    )
+    return repair(candidate, model, probe_inputs(model), time.monotonic() + 30, decompiled=decompiled)
 
 
 def test_a_wrong_comparison_is_repaired_from_intermediate_values():
