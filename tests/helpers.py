@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from raspsynth.program.sampler import SamplerConfig, sample_program
-from raspsynth.tracr_bridge.model import HeadWeights, LayerWeights, Model
 
 
 def random_programs(n: int, seed: int, config: SamplerConfig = SamplerConfig()):
@@ -20,32 +19,3 @@ def random_programs(n: int, seed: int, config: SamplerConfig = SamplerConfig()):
         numerical += is_numerical
         out.append(sample)
     return out
-
-
-def rotated(model: Model, seed: int) -> Model:
-    """The same function with the residual stream rotated by a random orthogonal
-    matrix: behaviour kept, tracr's one-hot layout destroyed."""
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(model.d_model, model.d_model)))
-    layers = [
-        LayerWeights(
-            tuple(
-                HeadWeights(
-                    q.T @ h.query_w,
-                    h.query_b,
-                    q.T @ h.key_w,
-                    h.key_b,
-                    q.T @ h.value_w,
-                    h.value_b,
-                    h.output_w @ q,
-                )
-                for h in layer.heads
-            ),
-            layer.attn_output_b @ q,
-            q.T @ layer.mlp_in_w,
-            layer.mlp_in_b,
-            layer.mlp_out_w @ q,
-            layer.mlp_out_b @ q,
-        )
-        for layer in model.layers
-    ]
-    return Model(model.token_embed @ q, model.pos_embed @ q, tuple(layers), q.T @ model.unembed, model.spec)

@@ -31,7 +31,7 @@ from raspsynth.symbolic.value_semantics import library_functions
 from raspsynth.tracr_bridge.model import Model, Token
 
 ENUMERATION_SCREEN = 64
-MAX_SIZE = 3  # value-producing ops in an enumerated program
+MAX_SIZE = 3  # value-producing ops in an enumerated program (SearchConfig.enumeration_size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,10 @@ observations, every op from the least confident. At that op it proposes:
 - deleting the op (its users read one of its inputs instead).
 Edits are scored by how many screening inputs the edited program's RASP
 semantics get right against the model's outputs (cheap, no compile), and
-expanded best first up to `max_edits` deep; a program that gets every
-screening input right is compiled and verified on all probe inputs.
+expanded best first up to `config.max_edits` deep; a program that gets
+(nearly) every screening input right is compiled and verified on all probe
+inputs. The knobs are the `SearchConfig`'s; with `config.z3` off,
+coefficients are not solved.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 
 from raspsynth.program.evaluate import PREDICATES, trace
 from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import (
     Observed,
     agrees,
@@ -47,13 +50,7 @@ from raspsynth.symbolic.decompile import Decompiled, match_library
 from raspsynth.symbolic.value_semantics import library_functions
 from raspsynth.tracr_bridge.model import Model, Token
 
-SCREEN_INPUTS = 300
-MAX_EDITS = 2
-# Candidates kept per expansion, best first; the rest are dropped.
-BRANCHING = 12
 COEFFICIENT_BOUND = 8  # |a|, |b| searched by Z3 for a LinearSequenceMap
-SOLVER_TIMEOUT_MS = 1000
-VERIFY_SCREEN_SCORE = 0.9  # screening score from which a candidate is verified in full
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +94,7 @@ class _Screen:
         return (progress, right / len(self.inputs))
 
 
-def screening_inputs(inputs: Sequence[Sequence[Token]], seed: int, n: int = SCREEN_INPUTS) -> list:
+def screening_inputs(inputs: Sequence[Sequence[Token]], seed: int, n: int) -> list:
     """Every probe of length <= 2, then a seeded sample of the rest, n in all."""
     short = [xs for xs in inputs if len(xs) <= 2]
     rest = [xs for xs in inputs if len(xs) > 2]
@@ -114,12 +111,12 @@ def repair(
     decompiled: Decompiled | None = None,
     confidence: dict[str, float] | None = None,
     seed: int = 0,
-    max_edits: int = MAX_EDITS,
+    config: SearchConfig = SearchConfig(),
 ) -> RepairOutcome:
     """Best-first local edits of `program` until it verifies or time runs out.
     With `decompiled` (the model's residual structure), edits follow the
     model's intermediate values on the screening inputs."""
-    screen_in = screening_inputs(inputs, seed)
+    screen_in = screening_inputs(inputs, seed, config.screen_inputs)
     observed = observed_values(model, decompiled, screen_in) if decompiled is not None else None
     screen = _Screen(screen_in, model.run(screen_in, mark_undefined=True), observed)
     confidence = confidence or {}
@@ -136,14 +133,14 @@ def repair(
         # RASP semantics and tracr part ways on a few undefined positions, so
         # a nearly right screen (or all intermediate values right) is enough
         # to pay for the full check.
-        if -neg_score[0] == 1.0 or -neg_score[1] >= VERIFY_SCREEN_SCORE:
+        if -neg_score[0] == 1.0 or -neg_score[1] >= config.verify_screen_score:
             result = verify(current, model, inputs)
             if result.verified:
                 return RepairOutcome(current, result, edits, screened, timed_out=False)
-        if depth >= max_edits:
+        if depth >= config.max_edits:
             continue
         children = []
-        for description, edited in _edits(current, confidence, screen):
+        for description, edited in _edits(current, confidence, screen, config):
             key = edited.dumps()
             if key in seen:
                 continue
@@ -153,7 +150,7 @@ def repair(
             if time.monotonic() > deadline:
                 break
         children.sort(key=lambda c: _negated(c[0]))
-        for score, description, edited in children[:BRANCHING]:
+        for score, description, edited in children[: config.branching]:
             if score > best[0]:
                 best = (score, edited, edits + (description,))
             heapq.heappush(
@@ -182,10 +179,12 @@ def _targets(program: Program, confidence: dict[str, float], screen: _Screen) ->
     return [value_ops[i].name for i in order]
 
 
-def _edits(program: Program, confidence: dict[str, float], screen: _Screen) -> Iterator[tuple[str, Program]]:
+def _edits(
+    program: Program, confidence: dict[str, float], screen: _Screen, config: SearchConfig
+) -> Iterator[tuple[str, Program]]:
     for target in _targets(program, confidence, screen):
         op = program.op(target)
-        yield from _function_edits(program, op, screen)
+        yield from _function_edits(program, op, screen, config)
         yield from _comparison_edits(program, op)
         yield from _operand_edits(program, op)
         yield from _deletions(program, op)
@@ -198,12 +197,13 @@ def _replace(program: Program, old: Op, new: Op) -> Program | None:
         return None
 
 
-def _function_edits(program, op, screen: _Screen):
+def _function_edits(program, op, screen: _Screen, config: SearchConfig):
     if op.kind not in ("map", "sequence_map", "linear_sequence_map"):
         return
     rows = _observed_rows(program, op, screen)
     if op.kind == "linear_sequence_map":
-        coefficients = solve_linear_coefficients(rows) if rows else None
+        solvable = rows and config.z3
+        coefficients = solve_linear_coefficients(rows, config.solver_timeout_ms) if solvable else None
         if coefficients is not None and coefficients != op.coefficients:
             edited = _replace(program, op, dataclasses.replace(op, coefficients=coefficients))
             if edited is not None:
@@ -249,7 +249,9 @@ def _observed_rows(program, op, screen: _Screen) -> dict[tuple, Hashable] | None
     return rows or None
 
 
-def solve_linear_coefficients(rows: dict[tuple, Hashable]) -> tuple[float, float] | None:
+def solve_linear_coefficients(
+    rows: dict[tuple, Hashable], timeout_ms: int = 1000
+) -> tuple[float, float] | None:
     """Integers a, b (|a|, |b| <= COEFFICIENT_BOUND) with a*x + b*y = z on every
     observed row, by Z3; None when there are none."""
     import z3
@@ -257,7 +259,7 @@ def solve_linear_coefficients(rows: dict[tuple, Hashable]) -> tuple[float, float
     ctx = z3.Context()
     a, b = z3.Int("a", ctx), z3.Int("b", ctx)
     solver = z3.Solver(ctx=ctx)
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    solver.set("timeout", timeout_ms)
     for coefficient in (a, b):
         solver.add(coefficient >= -COEFFICIENT_BOUND, coefficient <= COEFFICIENT_BOUND)
     for (x, y), z in rows.items():

@@ -12,9 +12,13 @@ The pipeline, stage by stage:
 3. repair when it fails: best-first local edits from the first op whose
    intermediate values differ from the model's (`repair`);
 4. enumeration when the weights cannot be read at all (a rotated residual,
-   or no tracr layout): small programs from input/output behaviour alone.
+   or no tracr layout): small programs from input/output behaviour alone;
+   in hybrid mode, enumeration and the meta-model's sketches share what is
+   left of the budget, in the order `SearchConfig.strategy` says.
 Every stage checks the deadline; the result is always the best program found
-so far, `verified` True only when the full check ran and passed.
+so far, `verified` True only when the full check ran and passed. The knobs
+and the ablation switches come from a `SearchConfig` (by default the tuned
+config file, see `config.load_config`).
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import os
 import time
 from typing import Any
 
+import numpy as np
+
 from raspsynth.errors import InputError, MetaModelUnavailable
 from raspsynth.neural import default_checkpoint
 from raspsynth.program.ir import Program
 from raspsynth.program.source import to_source
+from raspsynth.search.config import SearchConfig, config_source, load_config
 from raspsynth.search.enumerate import enumerate_programs
 from raspsynth.search.repair import repair
 from raspsynth.search.verify import Verification, verify
@@ -39,7 +46,6 @@ from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 MODES = ("neural", "search", "hybrid")
 DEFAULT_BUDGET_S = 60.0
-NEURAL_TOP_K = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +110,13 @@ def synthesize(
     mode: str = "hybrid",
     budget_s: float = DEFAULT_BUDGET_S,
     seed: int = 0,
+    config: SearchConfig | None = None,
 ) -> SynthesisResult:
     """Recover a program that the model computes, verified when possible.
 
     Deterministic for a given seed (given time to finish); returns within
-    `budget_s` plus the time of the stage running at the deadline.
+    `budget_s` plus the time of the stage running at the deadline. `config`
+    None means `load_config()`: the tuned config file, else the defaults.
     """
     start = time.monotonic()
     model = _as_model(model)
@@ -118,8 +126,16 @@ def synthesize(
         raise InputError(f"budget_s must be a positive number of seconds; got {budget_s!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer; got {seed!r}")
+    if config is None:
+        source = config_source()
+        config, config_from = load_config(), str(source) if source else "defaults"
+    elif isinstance(config, SearchConfig):
+        config_from = "argument"
+    else:
+        raise InputError(f"config must be a SearchConfig or None; got {type(config).__name__}")
     deadline = start + float(budget_s)
-    run = _Run(model, mode, float(budget_s), seed, start)
+    run = _Run(model, mode, float(budget_s), seed, start, config)
+    run.report["config"] = {"from": config_from, "changed": config.changed()}
     if mode == "neural" and run.checkpoint is None:
         raise MetaModelUnavailable(run.report["meta_model"])
     return run.search(deadline)
@@ -139,8 +155,10 @@ def _as_model(model) -> Model:
 class _Run:
     """One synthesis: the candidates tried, the timings, the best so far."""
 
-    def __init__(self, model: Model, mode: str, budget_s: float, seed: int, start: float) -> None:
-        self.model, self.seed, self.start = model, seed, start
+    def __init__(
+        self, model: Model, mode: str, budget_s: float, seed: int, start: float, config: SearchConfig
+    ) -> None:
+        self.model, self.seed, self.start, self.config = model, seed, start, config
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
             "mode": mode,
@@ -178,38 +196,59 @@ class _Run:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - began
 
     def search(self, deadline: float) -> SynthesisResult:
-        model, mode = self.model, self.report["mode"]
+        model, mode, config = self.model, self.report["mode"], self.config
         inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
         self.report["probes"] = len(inputs)
         if mode == "neural":
             return self._finish(self._neural(inputs, deadline, with_repair=False))
-        decompiled = self._timed("decompile", decompile_structure, model)
-        self.report["recognised"] = decompiled.recognised
-        self.report["reason"] = decompiled.reason
-        best = _Attempt()
-        if decompiled.recognised:
-            best = self._symbolic(decompiled, inputs, deadline)
-            if best.verified or time.monotonic() > deadline:
-                return self._finish(best)
+        best, readable = _Attempt(), False
+        if config.symbolic:
+            timeout = config.solver_timeout_ms if config.z3 else None
+            decompiled = self._timed("decompile", decompile_structure, model, timeout)
+            self.report["recognised"] = readable = decompiled.recognised
+            self.report["reason"] = decompiled.reason
+            if readable:
+                best = self._symbolic(decompiled, inputs, deadline)
+                if best.verified or time.monotonic() > deadline:
+                    return self._finish(best)
+        else:
+            self.report["reason"] = "weights not read: the symbolic layer is off (config.symbolic)"
         use_neural = mode == "hybrid" and self.checkpoint is not None
-        if not decompiled.recognised and time.monotonic() < deadline:
-            # Small programs are found fast from behaviour alone; leave the
-            # meta-model half of what remains when it is there to try.
+        if readable:  # read but not verified, even after repair: the meta-model's turn
+            stages = ["neural"] if use_neural else []
+        else:
+            stages = ["enumerate"] + (["neural"] if use_neural else [])
+            if config.strategy == "neural-first":
+                stages.reverse()
+        for index, stage in enumerate(stages):
             now = time.monotonic()
-            until = now + (deadline - now) / 2 if use_neural else deadline
-            outcome = self._timed("enumerate", enumerate_programs, model, inputs, until, self.seed)
-            self.report["enumerated_terms"] = outcome.terms
-            if outcome.program is not None:
-                origin = {
-                    op.name: ("search", 1.0, "enumerated from input/output behaviour")
-                    for op in outcome.program.ops
-                }
-                return self._finish(_Attempt(outcome.program, outcome.verification, origin, status=None))
-            why = "budget spent" if outcome.timed_out else "no program of up to 3 ops"
-            best = _Attempt(status=f"no candidate: enumeration found none ({why})")
-        if use_neural and time.monotonic() < deadline:
-            best = max(best, self._neural(inputs, deadline, with_repair=True), key=_Attempt.rank)
+            if now > deadline:
+                break
+            # Every stage but the last gets its share of what remains.
+            last = index == len(stages) - 1
+            until = deadline if last else now + (deadline - now) * config.first_share
+            if stage == "enumerate":
+                attempt = self._enumerate(inputs, until)
+            else:
+                attempt = self._neural(inputs, until, with_repair=config.repair)
+            best = max(attempt, best, key=_Attempt.rank)  # on a tie, the later stage's status
+            if best.verified:
+                break
         return self._finish(best)
+
+    def _enumerate(self, inputs, deadline) -> _Attempt:
+        size = self.config.enumeration_size
+        outcome = self._timed(
+            "enumerate", enumerate_programs, self.model, inputs, deadline, self.seed, max_size=size
+        )
+        self.report["enumerated_terms"] = outcome.terms
+        if outcome.program is None:
+            why = "budget spent" if outcome.timed_out else f"no program of up to {size} ops"
+            return _Attempt(status=f"no candidate: enumeration found none ({why})")
+        origin = {
+            op.name: ("search", 1.0, "enumerated from input/output behaviour") for op in outcome.program.ops
+        }
+        return _Attempt(outcome.program, outcome.verification, origin, status=None)
 
     def _symbolic(self, decompiled, inputs, deadline) -> _Attempt:
         model, program = self.model, decompiled.program
@@ -220,7 +259,7 @@ class _Run:
         if time.monotonic() > deadline:
             return _Attempt(program, None, origin)
         result = self._timed("verify", verify, program, model, inputs)
-        if result.verified or time.monotonic() > deadline:
+        if result.verified or time.monotonic() > deadline or not self.config.repair:
             return _Attempt(program, result, origin, status=None)
         outcome = self._timed(
             "repair",
@@ -232,6 +271,7 @@ class _Run:
             decompiled=decompiled,
             confidence=decompiled.confidence,
             seed=self.seed,
+            config=self.config,
         )
         self.report["edits"] = list(outcome.edits)
         self.report["screened"] = outcome.screened
@@ -242,10 +282,23 @@ class _Run:
     def _neural(self, inputs, deadline, with_repair: bool) -> _Attempt:
         """The meta-model's sketches, best first: verified as they are (holes
         hold the model's argmax placeholder), and in hybrid mode repaired with
-        the holes and least confident ops edited first."""
+        the holes and least confident ops edited first. Without ranking
+        (`config.ranking` off) the sketches come in a seeded random order and
+        repair gets no per-op confidences."""
         from raspsynth.neural.decode import beam_search
 
-        sketches = self._timed("neural", beam_search, self.meta_model, self.model, top_k=NEURAL_TOP_K)
+        config = self.config
+        sketches = self._timed(
+            "neural",
+            beam_search,
+            self.meta_model,
+            self.model,
+            beam=config.beam,
+            top_k=config.top_k,
+            hole_threshold=config.hole_threshold,
+        )
+        if not config.ranking:
+            sketches = [sketches[i] for i in np.random.default_rng(self.seed).permutation(len(sketches))]
         best = _Attempt()
         for rank, sketch in enumerate(sketches):
             if time.monotonic() > deadline:
@@ -274,8 +327,9 @@ class _Run:
                 self.model,
                 inputs,
                 deadline,
-                confidence=confidence,
+                confidence=confidence if config.ranking else None,
                 seed=self.seed,
+                config=config,
             )
             if outcome.verification is not None:
                 self.report["edits"] = list(outcome.edits)

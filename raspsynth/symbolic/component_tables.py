@@ -182,4 +182,23 @@ def _widths(model, structure: Structure, component: Component) -> dict[int, int]
     widths = {}
     for w, row in enumerate(response):
         widths.setdefault(out.dims[int(np.argmax(row))], w)
+    unreached = set(out.dims) - widths.keys()
+    if unreached:
+        # With long sequences 1/(w+1) and 1/(w+2) lie closer than tracr's
+        # discretising MLP resolves, so the exact inputs of the widest
+        # selectors blur into their neighbours' dimensions. A dimension no
+        # exact width reaches fires for smaller inputs: give the unused widths,
+        # in order, to the dimensions that fire going down from 1/(max+1).
+        below = [
+            {**_one(structure), component.attention_dim: x} for x in np.linspace(1 / (max_width + 1), 0, 64)
+        ]
+        order = []
+        for row in mlp_response(layer, residual_vectors(model.d_model, below))[:, list(out.dims)]:
+            d = out.dims[int(np.argmax(row))]
+            if d in unreached and d not in order:
+                order.append(d)
+        unused = [w for w in range(max_width + 1) if w not in widths.values()]
+        if len(order) != len(unreached) or len(unused) < len(order):
+            raise NotTracrStructured(f"{component.name}: output dimensions that no width reaches")
+        widths.update(zip(order, unused))
     return widths

@@ -24,6 +24,7 @@ from raspsynth.program.ir import Fn, Op, Program, ProgramError
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable, component_tables
 from raspsynth.symbolic.residual_structure import Component, Structure, read_structure
 from raspsynth.symbolic.value_semantics import (
+    SOLVER_TIMEOUT_MS,
     ValueAssignment,
     assign_values,
     comparison_of,
@@ -53,12 +54,13 @@ class Decompiled:
         return self.program is not None
 
 
-def decompile_structure(model: Model) -> Decompiled:
-    """The program the weights encode, as far as the weights alone tell it."""
+def decompile_structure(model: Model, solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS) -> Decompiled:
+    """The program the weights encode, as far as the weights alone tell it.
+    `solver_timeout_ms` bounds Z3's joint relabelling of values; None skips it."""
     try:
         structure = read_structure(model)
         tables = component_tables(model, structure)
-        values = assign_values(model, structure, tables)
+        values = assign_values(model, structure, tables, solver_timeout_ms)
         builder = _ProgramBuilder(model, structure, tables, values)
         program = builder.build()
     except NotTracrStructured as err:

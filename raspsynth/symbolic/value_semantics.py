@@ -16,7 +16,8 @@ For those, a labelling is chosen in this order:
 2. otherwise 0, 1, 2, ... ("arbitrary");
 3. if some predicate is then no comparison, every chosen block is relabelled
    jointly by Z3 so that all predicates are comparisons, keeping the labels
-   of steps 1-2 where it can ("solver").
+   of steps 1-2 where it can ("solver"); skipped when `solver_timeout_ms`
+   is None (the ablation without Z3).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from raspsynth.errors import NotTracrStructured
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.evaluate import PREDICATES
 from raspsynth.program.functions import LIBRARY
@@ -74,7 +76,9 @@ def comparison_of(selects: dict, values: dict[int, Hashable]) -> str | None:
     return None
 
 
-def assign_values(model: Model, structure: Structure, tables: dict) -> ValueAssignment:
+def assign_values(
+    model: Model, structure: Structure, tables: dict, solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS
+) -> ValueAssignment:
     values: dict[int, Hashable] = {}
     how: dict[str, str] = {}
     for block in structure.blocks:
@@ -100,7 +104,11 @@ def assign_values(model: Model, structure: Structure, tables: dict) -> ValueAssi
         values.update(labels)
         how[block.name] = method
         _propagate_copies(structure, tables, values, how)
-    _repair_predicates(structure, tables, values, how)
+    for block in structure.blocks:
+        if block.encoding == "categorical" and not set(block.dims) <= values.keys():
+            raise NotTracrStructured(f"no value for some dimensions of {block.name}")
+    if solver_timeout_ms is not None:
+        _repair_predicates(structure, tables, values, how, solver_timeout_ms)
     return ValueAssignment(values, how)
 
 
@@ -195,7 +203,7 @@ def _predicates_hold(structure: Structure, tables: dict, values: dict) -> bool:
     return True
 
 
-def _repair_predicates(structure: Structure, tables: dict, values: dict, how: dict) -> None:
+def _repair_predicates(structure: Structure, tables: dict, values: dict, how: dict, timeout_ms: int) -> None:
     """Relabel the chosen (not read) blocks jointly, by Z3, so that every
     predicate is one of tracr's comparisons; keep chosen labels where possible."""
     attention = [c for c in structure.components if isinstance(tables[c.name], AttentionTable)]
@@ -204,7 +212,7 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
         return
     free = [b for b in structure.blocks if b.encoding == "categorical" and how.get(b.name) != "read"]
     for integer in (True, False):  # integers read best; reals fit values between others
-        labels = _solve_jointly(integer, structure, tables, free, values)
+        labels = _solve_jointly(integer, structure, tables, free, values, timeout_ms)
         if labels is not None:
             values.update(labels)
             for block in free:
@@ -213,7 +221,7 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
 
 
 def _solve_jointly(
-    integer: bool, structure: Structure, tables: dict, free: list, values: dict
+    integer: bool, structure: Structure, tables: dict, free: list, values: dict, timeout_ms: int
 ) -> dict | None:
     import z3
 
@@ -259,7 +267,7 @@ def _solve_jointly(
         return None
 
     solver = z3.Optimize(ctx=ctx)
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    solver.set("timeout", timeout_ms)
     for block in free:
         if len(block.dims) > 1:
             solver.add(z3.Distinct(*[variables[d] for d in sorted(block.dims, key=label_key)]))

@@ -319,3 +319,34 @@ class Model:
             unembed=self.unembed[perm],
             spec=self.spec,
         )
+
+    def rotated(self, seed: int = 0) -> Model:
+        """The same model with its residual stream rotated by a random
+        orthogonal matrix: behaviour kept (up to float rounding), tracr's
+        one-hot layout destroyed, so nothing can be read off the weights
+        block by block. The hard case for synthesis; used by experiments and
+        tests."""
+        q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(self.d_model, self.d_model)))
+        layers = tuple(
+            LayerWeights(
+                heads=tuple(
+                    HeadWeights(
+                        query_w=q.T @ h.query_w,
+                        query_b=h.query_b,
+                        key_w=q.T @ h.key_w,
+                        key_b=h.key_b,
+                        value_w=q.T @ h.value_w,
+                        value_b=h.value_b,
+                        output_w=h.output_w @ q,
+                    )
+                    for h in layer.heads
+                ),
+                attn_output_b=layer.attn_output_b @ q,
+                mlp_in_w=q.T @ layer.mlp_in_w,
+                mlp_in_b=layer.mlp_in_b,
+                mlp_out_w=layer.mlp_out_w @ q,
+                mlp_out_b=layer.mlp_out_b @ q,
+            )
+            for layer in self.layers
+        )
+        return Model(self.token_embed @ q, self.pos_embed @ q, layers, q.T @ self.unembed, self.spec)

@@ -10,8 +10,9 @@ from raspsynth.search import verify
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
+from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs, rotated
+from tests.helpers import random_programs
 from tests.symbolic.test_residual_structure import _random_model
 
 LIB = lib_programs()
@@ -60,9 +61,26 @@ def test_hand_checked_programs_read_back_as_written():
 def test_not_tracr_structured_weights_give_a_result_not_an_exception():
     random_model = _random_model(np.random.default_rng(3))
     entry = LIB["make_length"]
-    turned = rotated(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
+    turned = compile_program(entry.build(), entry.vocab, entry.max_seq_len).rotated(seed=2)
     for model in (random_model, turned):
         decompiled = decompile_structure(model)
         assert not decompiled.recognised
         assert decompiled.program is None
         assert decompiled.reason.startswith("not recognisable as tracr-structured")
+
+
+def test_the_widest_selector_width_is_read_where_tracr_blurs_it():
+    """At max_seq_len 10, 1/10 and 1/11 lie closer than tracr's discretising
+    MLP resolves, so no exact width reaches the dimension of width 10; it must
+    still get that width (this failed on the shifted distribution)."""
+    from tracr.rasp import rasp
+
+    everyone = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    width = rasp.categorical(rasp.SelectorWidth(everyone))
+    program = rasp.categorical(rasp.Map(lambda w: w % 3, width))
+    model = compile_program(program, {0, 1}, 10).permuted(0)
+    decompiled = decompile_structure(model)
+    assert decompiled.recognised, decompiled.reason
+    (widths,) = [t.widths for t in decompiled.tables.values() if getattr(t, "widths", None)]
+    assert sorted(widths.values()) == list(range(11))
+    assert verify(decompiled.program, model, probe_inputs(model)).verified

@@ -14,7 +14,7 @@ from raspsynth.tracr_bridge import HeadWeights, LayerWeights, Model, compile_pro
 from raspsynth.tracr_bridge.compiler_graph import compiler_graph
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs, rotated
+from tests.helpers import random_programs
 
 LIB = lib_programs()
 
@@ -111,7 +111,7 @@ def test_weights_not_from_tracr_are_reported_not_crashed_on():
         read_structure(_random_model(rng))
     entry = LIB["make_sort_unique"]
     model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
-    turned = rotated(model, seed=1)
+    turned = model.rotated(seed=1)
     inputs = [[0, 3, 1], [4, 2, 0, 1]]  # distinct tokens: outputs defined
     assert turned.run(inputs) == model.run(inputs)  # same function, no longer tracr's layout
     with pytest.raises(NotTracrStructured):

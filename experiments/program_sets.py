@@ -1,0 +1,89 @@
+"""The program sets experiments evaluate on, each a list of `Case`s.
+
+Sampled programs come from the training-data pipeline's own sampler
+(`sample_compiled`: compile check, deduplication by canonical hash) and are
+kept only when their canonical hash falls in the requested split
+(`split_of`). The test split is for reported figures, the val split for
+tuning, so no tuned or trained choice ever sees a test program, nor any
+renaming or table-equal variant of one.
+
+- default: the default distribution (1..10 SOps, vocab {0..4}, max_seq_len 5);
+- shifted: vocab of 6..10 tokens, max_seq_len 6..10, 6..14 SOps (the
+  meta-model never saw such programs; its grammar takes up to 16 ops);
+- lib: tracr's 8 lib programs with their usual vocabularies.
+
+Each model is transformed before synthesis sees it: `permuted` (the residual
+shuffled, the normal case) or `rotated` (a random orthogonal rotation: the
+weights can no longer be read block by block, the hard case).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from raspsynth.data.generate import split_of
+from raspsynth.data.sampling import SamplingStats, sample_compiled
+from raspsynth.program.ir import Program
+from raspsynth.program.sampler import SamplerConfig
+from raspsynth.tracr_bridge import compile_program
+from raspsynth.tracr_bridge.lib_programs import lib_programs
+from raspsynth.tracr_bridge.model import Model
+from raspsynth.tracr_bridge.rasp_conversion import from_rasp
+
+DEFAULT = SamplerConfig()
+SHIFTED = SamplerConfig(min_ops=6, max_ops=14, vocab_size=(6, 10), max_seq_len=(6, 10))
+TRANSFORM_SEED = 11
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    set: str
+    name: str
+    n_sops: int
+    kinds: tuple[str, ...]  # the op kinds the program uses
+    model: Model
+
+
+def op_kinds(program: Program) -> tuple[str, ...]:
+    return tuple(sorted({op.kind for op in program.ops if op.kind != "select"}))
+
+
+def _transformed(model: Model, transform: str) -> Model:
+    if transform == "permuted":
+        return model.permuted(TRANSFORM_SEED)
+    if transform == "rotated":
+        return model.rotated(TRANSFORM_SEED)
+    raise ValueError(f"unknown transform {transform!r}")
+
+
+def sampled_cases(
+    set_name: str,
+    n: int,
+    seed: int,
+    split: str,
+    sampler: SamplerConfig = DEFAULT,
+    transform: str = "permuted",
+) -> list[Case]:
+    """n programs of `sampler`'s distribution whose canonical hash is in `split`."""
+    rng = np.random.default_rng(seed)
+    stats, seen, out = SamplingStats(), set(), []
+    while len(out) < n:
+        compiled = sample_compiled(rng, sampler, stats, seen)
+        seen.add(compiled.hash)
+        if split_of(compiled.hash) == split:
+            program = compiled.sample.program
+            model = _transformed(compiled.model, transform)
+            name = f"{set_name}-{len(out)}-{compiled.hash[:8]}"
+            out.append(Case(set_name, name, program.num_sops, op_kinds(program), model))
+    return out
+
+
+def lib_cases(transform: str = "permuted", limit: int | None = None) -> list[Case]:
+    out = []
+    for name, entry in list(lib_programs().items())[:limit]:
+        program = from_rasp(entry.build(), entry.vocab, entry.max_seq_len)
+        model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
+        out.append(Case("lib", name, program.num_sops, op_kinds(program), _transformed(model, transform)))
+    return out
