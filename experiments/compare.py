@@ -23,7 +23,7 @@ per run), compare.md (the tables), compare.png and compare.json under
 --out (default experiments/results). Runs --workers processes, one thread
 each; times are per synthesis, measured inside the worker.
 
-    python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 40] [--n-rotated 20] [--budget 10]
+    python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 30] [--n-rotated 16] [--budget 10]
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few programs per set, budget 5 s")
     parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--n-shifted", type=int, default=40)
-    parser.add_argument("--n-rotated", type=int, default=20)
+    parser.add_argument("--n-shifted", type=int, default=30)
+    parser.add_argument("--n-rotated", type=int, default=16)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per synthesis")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--tuned", default=str(TUNED_CONFIG), help="tuned config file (skipped if absent)")
