@@ -5,6 +5,8 @@ Sets (see program_sets.py; every sampled program is in the *test* split by
 canonical hash, so none was trained or tuned on):
 - test: the default distribution's test split, residual permuted;
 - shifted: vocab 6..10, max_seq_len 6..10, 6..14 SOps, permuted;
+- lambdas: default programs whose Maps on tokens compute human-style lambdas
+  the library does not name, permuted;
 - lib: tracr's 8 lib programs, permuted;
 - rotated: test-split programs with the residual rotated (unreadable weights).
 
@@ -23,7 +25,8 @@ per run), compare.md (the tables), compare.png and compare.json under
 --out (default experiments/results). Runs --workers processes, one thread
 each; times are per synthesis, measured inside the worker.
 
-    python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 30] [--n-rotated 16] [--budget 10]
+    python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 30] [--n-rotated 16]
+        [--n-lambdas 30] [--budget 10] [--workers 2]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from program_sets import SHIFTED, lib_cases, sampled_cases  # noqa: E402
+from program_sets import SHIFTED, lambda_cases, lib_cases, sampled_cases  # noqa: E402
 
 from raspsynth.search.config import TUNED_CONFIG, SearchConfig, read_config  # noqa: E402
 
@@ -52,6 +55,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TEST_SEED = 9001
 SHIFTED_SEED = 9002
 ROTATED_SEED = 9003
+LAMBDAS_SEED = 9004
 
 BASE_VARIANTS = {
     "neural": ("neural", SearchConfig()),
@@ -118,9 +122,9 @@ def markdown(rows: list[dict], variants: list[str], sets: list[str]) -> str:
                     f"| {set_name} | {variant} | {s['programs']} | {_pct(s['verified_rate'])} "
                     f"| {s['agreement']:.3f} | {s['median_s']:.2f} | {s['p95_s']:.2f} |"
                 )
-    sampled = [r for r in rows if r["set"] in ("test", "shifted")]
+    sampled = [r for r in rows if r["set"] in ("test", "shifted", "lambdas")]
     lengths = sorted({r["n_sops"] for r in sampled})
-    lines += ["", "Verified rate by program length (SOps), test and shifted sets together:", ""]
+    lines += ["", "Verified rate by program length (SOps), test, shifted and lambdas sets together:", ""]
     lines += ["| variant | " + " | ".join(str(n) for n in lengths) + " |", "|---" * (len(lengths) + 1) + "|"]
     for variant in variants:
         cells = []
@@ -176,13 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=100)
     parser.add_argument("--n-shifted", type=int, default=30)
     parser.add_argument("--n-rotated", type=int, default=16)
+    parser.add_argument("--n-lambdas", type=int, default=30)
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per synthesis")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--tuned", default=str(TUNED_CONFIG), help="tuned config file (skipped if absent)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_test, args.n_shifted, args.n_rotated, args.budget = 6, 3, 3, 5.0
+        args.n_test, args.n_shifted, args.n_rotated, args.n_lambdas, args.budget = 6, 3, 3, 3, 5.0
 
     began = time.monotonic()
     variants = dict(BASE_VARIANTS)
@@ -191,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = (
         sampled_cases("test", args.n_test, TEST_SEED, "test")
         + sampled_cases("shifted", args.n_shifted, SHIFTED_SEED, "test", SHIFTED)
+        + lambda_cases(args.n_lambdas, LAMBDAS_SEED, "test")
         + lib_cases(limit=4 if args.quick else None)
         + sampled_cases("rotated", args.n_rotated, ROTATED_SEED, "test", transform="rotated")
     )

@@ -10,6 +10,9 @@ renaming or table-equal variant of one.
 - default: the default distribution (1..10 SOps, vocab {0..4}, max_seq_len 5);
 - shifted: vocab of 6..10 tokens, max_seq_len 6..10, 6..14 SOps (the
   meta-model never saw such programs; its grammar takes up to 16 ops);
+- lambdas: default-distribution programs whose Maps on tokens compute
+  human-style lambdas the function library does not hold, such as
+  `(2 * x + 1) % 5` or `x * x % 4` (what people write by hand);
 - lib: tracr's 8 lib programs with their usual vocabularies.
 
 Each model is transformed before synthesis sees it: `permuted` (the residual
@@ -25,12 +28,14 @@ import numpy as np
 
 from raspsynth.data.generate import split_of
 from raspsynth.data.sampling import SamplingStats, sample_compiled
-from raspsynth.program.ir import Program
-from raspsynth.program.sampler import SamplerConfig
+from raspsynth.errors import CompileError
+from raspsynth.program.canonical import canonical_hash
+from raspsynth.program.ir import Fn, Program, ProgramError
+from raspsynth.program.sampler import SamplerConfig, sample_program
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.model import Model
-from raspsynth.tracr_bridge.rasp_conversion import from_rasp
+from raspsynth.tracr_bridge.rasp_conversion import from_rasp, to_rasp
 
 DEFAULT = SamplerConfig()
 SHIFTED = SamplerConfig(min_ops=6, max_ops=14, vocab_size=(6, 10), max_seq_len=(6, 10))
@@ -77,6 +82,51 @@ def sampled_cases(
             model = _transformed(compiled.model, transform)
             name = f"{set_name}-{len(out)}-{compiled.hash[:8]}"
             out.append(Case(set_name, name, program.num_sops, op_kinds(program), model))
+    return out
+
+
+# Lambdas people write that the library does not name: (template, parameter choices).
+HUMAN_LAMBDAS = (
+    ("lambda x: ({a} * x + {b}) % {m}", {"a": (2, 3), "b": (1, 2, 3), "m": (3, 4, 5)}),
+    ("lambda x: x * x % {m}", {"m": (3, 4, 5, 6)}),
+    ("lambda x: abs(x - {c}) + {d}", {"c": (1, 2, 3), "d": (1, 2)}),
+    ("lambda x: min(x, {c}) * {k}", {"c": (1, 2, 3), "k": (2, 3)}),
+)
+
+
+def _human_lambda(rng: np.random.Generator) -> str:
+    template, choices = HUMAN_LAMBDAS[int(rng.integers(len(HUMAN_LAMBDAS)))]
+    return template.format(**{k: v[int(rng.integers(len(v)))] for k, v in choices.items()})
+
+
+def lambda_cases(n: int, seed: int, split: str, transform: str = "permuted") -> list[Case]:
+    """n default-distribution programs whose categorical Maps on tokens are
+    given human-style lambdas (as exact tables over the vocabulary), kept
+    when the result compiles and its canonical hash is in `split`."""
+    rng = np.random.default_rng(seed)
+    seen, out = set(), []
+    while len(out) < n:
+        sample = sample_program(rng, DEFAULT)
+        ops, changed = [], 0
+        for op in sample.program.ops:
+            if op.kind == "map" and op.inputs == ("tokens",) and op.encoding == "categorical":
+                f = eval(_human_lambda(rng))  # our own template text
+                op = dataclasses.replace(op, fn=Fn.from_table({v: f(v) for v in sample.vocab}, 1))
+                changed += 1
+            ops.append(op)
+        if not changed:
+            continue
+        try:
+            program = Program(tuple(ops), sample.program.output)
+            program_hash = canonical_hash(program, sample.vocab, sample.max_seq_len)
+            if program_hash in seen or split_of(program_hash) != split:
+                continue
+            model = compile_program(to_rasp(program), sample.vocab, sample.max_seq_len)
+        except (ProgramError, CompileError):
+            continue
+        seen.add(program_hash)
+        name = f"lambdas-{len(out)}-{program_hash[:8]}"
+        out.append(Case("lambdas", name, program.num_sops, op_kinds(program), _transformed(model, transform)))
     return out
 
 

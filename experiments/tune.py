@@ -2,16 +2,20 @@
 `synthesize()` loads by default.
 
 Objective: the hybrid's verified rate on a *tuning* set, under a time budget
-per synthesis, minus 0.01 x (mean seconds / budget) to prefer the faster of
-equally good configs. The tuning set is drawn from the *val* split by
-canonical hash (never the test split, which compare.py reports on): default
-distribution programs (permuted), shifted-distribution programs (permuted)
-and default programs with the residual rotated (unreadable weights, where
-enumeration and the meta-model's knobs matter), interleaved so that the
-running verified rate after k programs is comparable between trials; a
-MedianPruner stops trials whose running rate falls behind. The defaults are
-always trial 0, so the best config is never worse than the defaults on the
-tuning set.
+per synthesis, plus 0.05 x the share of non-library functions printed as
+readable expressions (the expression-grammar size trades readability for
+time, and time alone would always turn it off), minus 0.01 x (mean seconds /
+budget) to prefer the faster of equally good configs.
+
+The tuning set is drawn from the *val* split by canonical hash (never the
+test split, which compare.py reports on): default-distribution programs,
+shifted-distribution programs, programs with human-style lambdas (all
+permuted), and default programs with the residual rotated (unreadable
+weights, where enumeration and the meta-model's knobs matter). They are
+interleaved so that the running verified rate after k programs is
+comparable between trials; a MedianPruner stops trials whose running rate
+falls behind. The defaults are always trial 0, so the best config is never
+worse than the defaults on the tuning set.
 
 Storage is an SQLite file by default; any SQLAlchemy URL works (for example
 postgresql://user@host/db), so many workers on many machines can share one
@@ -37,14 +41,15 @@ from pathlib import Path
 import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from program_sets import SHIFTED, sampled_cases  # noqa: E402
+from program_sets import SHIFTED, lambda_cases, sampled_cases  # noqa: E402
 
 from raspsynth.search.config import STRATEGIES, TUNED_CONFIG, SearchConfig, save_config  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_STORAGE = f"sqlite:///{RESULTS / 'tune.db'}"
-TUNING_SEEDS = (7001, 7002, 7003)
+TUNING_SEEDS = (7001, 7002, 7003, 7004)
 TIME_WEIGHT = 0.01
+READABILITY_WEIGHT = 0.05
 
 
 def suggest(trial: optuna.Trial) -> SearchConfig:
@@ -61,6 +66,7 @@ def suggest(trial: optuna.Trial) -> SearchConfig:
         strategy=trial.suggest_categorical("strategy", STRATEGIES),
         first_share=trial.suggest_float("first_share", 0.2, 0.8),
         solver_timeout_ms=trial.suggest_int("solver_timeout_ms", 250, 4000, log=True),
+        expression_size=trial.suggest_int("expression_size", 0, 9),
     )
 
 
@@ -76,15 +82,17 @@ TUNED_FIELDS = (
     "strategy",
     "first_share",
     "solver_timeout_ms",
+    "expression_size",
 )
 
 
-def tuning_cases(n_default: int, n_shifted: int, n_rotated: int) -> list:
-    """The tuning set, interleaved: default, shifted and rotated in turn."""
+def tuning_cases(n_default: int, n_shifted: int, n_rotated: int, n_lambdas: int) -> list:
+    """The tuning set, interleaved: default, shifted, rotated and lambdas in turn."""
     groups = [
         sampled_cases("default", n_default, TUNING_SEEDS[0], "val"),
         sampled_cases("shifted", n_shifted, TUNING_SEEDS[1], "val", SHIFTED),
         sampled_cases("rotated", n_rotated, TUNING_SEEDS[2], "val", transform="rotated"),
+        lambda_cases(n_lambdas, TUNING_SEEDS[3], "val"),
     ]
     out = []
     for i in range(max(map(len, groups))):
@@ -97,19 +105,24 @@ def objective_for(cases: list, budget: float):
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest(trial)
-        verified, seconds = 0, 0.0
+        verified, seconds, tables, readable = 0, 0.0, 0, 0
         for step, case in enumerate(cases):
             began = time.monotonic()
             result = synthesize(case.model, mode="hybrid", budget_s=budget, seed=0, config=config)
             seconds += time.monotonic() - began
             verified += result.verified
+            if result.ir is not None:
+                tables += sum(op.fn is not None and op.fn.name == "table" for op in result.ir.ops)
+                readable += len(result.report["expressions"])
             trial.report(verified / (step + 1), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
         rate, mean_s = verified / len(cases), seconds / len(cases)
+        readable_share = readable / tables if tables else 1.0
         trial.set_user_attr("verified_rate", rate)
         trial.set_user_attr("mean_s", mean_s)
-        return rate - TIME_WEIGHT * mean_s / budget
+        trial.set_user_attr("readable_share", readable_share)
+        return rate + READABILITY_WEIGHT * readable_share - TIME_WEIGHT * mean_s / budget
 
     return objective
 
@@ -142,7 +155,7 @@ def worker(args, trials: int, progress: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 trials on 6 programs, budget 3 s")
+    parser.add_argument("--quick", action="store_true", help="4 trials on 8 programs, budget 3 s")
     parser.add_argument("--trials", type=int, default=24, help="trials in all, split over the workers")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL of the study's database")
@@ -150,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-default", type=int, default=12)
     parser.add_argument("--n-shifted", type=int, default=6)
     parser.add_argument("--n-rotated", type=int, default=8)
+    parser.add_argument("--n-lambdas", type=int, default=8)
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per synthesis")
     parser.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed")
     parser.add_argument("--out", default=str(TUNED_CONFIG), help="where the best config goes")
@@ -157,13 +171,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", default=str(RESULTS), help="where tune.json goes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.n_default, args.n_shifted, args.n_rotated, args.budget = 4, 2, 2, 2, 3.0
+        args.trials, args.n_default, args.n_shifted, args.n_rotated, args.n_lambdas = 4, 2, 2, 2, 2
+        args.budget = 3.0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     began = time.monotonic()
     if args.storage.startswith("sqlite:///"):
         Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    args.cases = tuning_cases(args.n_default, args.n_shifted, args.n_rotated)
+    args.cases = tuning_cases(args.n_default, args.n_shifted, args.n_rotated, args.n_lambdas)
     study = _study(args)
     if not study.trials:
         study.enqueue_trial({name: getattr(SearchConfig(), name) for name in TUNED_FIELDS})
@@ -197,11 +212,14 @@ def main(argv: list[str] | None = None) -> None:
         "objective": best.value,
         "verified_rate": best.user_attrs.get("verified_rate"),
         "mean_s": best.user_attrs.get("mean_s"),
+        "readable_share": best.user_attrs.get("readable_share"),
         "default_trial": default.number if default else None,
         "default_verified_rate": default.user_attrs.get("verified_rate") if default else None,
         "default_mean_s": default.user_attrs.get("mean_s") if default else None,
+        "default_readable_share": default.user_attrs.get("readable_share") if default else None,
         "tuning_set": (
-            f"val split: {args.n_default} default, {args.n_shifted} shifted, {args.n_rotated} rotated"
+            f"val split: {args.n_default} default, {args.n_shifted} shifted, {args.n_rotated} rotated, "
+            f"{args.n_lambdas} lambdas"
         ),
         "budget_s": args.budget,
         "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

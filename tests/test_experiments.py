@@ -40,8 +40,8 @@ def test_compare_quick_writes_every_table_and_plot(tmp_path):
         "hybrid -repair",
         "hybrid -ranking",
     }
-    assert {r["set"] for r in rows} == {"test", "shifted", "lib", "rotated"}
-    assert len(rows) == 7 * (6 + 3 + 4 + 3)
+    assert {r["set"] for r in rows} == {"test", "shifted", "lambdas", "lib", "rotated"}
+    assert len(rows) == 7 * (6 + 3 + 3 + 4 + 3)
     # The symbolic reading verifies every readable lib program it is given.
     assert all(r["verified"] == "True" for r in rows if r["set"] == "lib" and r["variant"] == "hybrid")
     assert "| set | variant |" in stdout and (tmp_path / "compare.png").stat().st_size > 10_000

@@ -1,16 +1,23 @@
 """Python source for a program IR.
 
-In: a `Program`. Out: self-contained Python text that, run with exec, binds
-`program` to the equivalent tracr `rasp.SOp`. It imports only tracr.
+In: a `Program`, and optionally a readable lambda for some ops (expressions
+found for table functions, equal to the table on its domain, which is all
+tracr evaluates a lambda on). Out: self-contained Python text that, run with
+exec, binds `program` to the equivalent tracr `rasp.SOp`. It imports only
+tracr.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from raspsynth.program.ir import SOURCES, Program
 
 
-def to_source(program: Program) -> str:
-    """Python text defining `program`; variable names follow the IR's op names."""
+def to_source(program: Program, lambdas: Mapping[str, str] | None = None) -> str:
+    """Python text defining `program`; variable names follow the IR's op names.
+    `lambdas` maps op names to lambda source used instead of the op's function."""
+    lambdas = lambdas or {}
     names = {"tokens": "rasp.tokens", "indices": "rasp.indices"}
     for op in program.ops:
         names[op.name] = _identifier(op.name, set(names.values()))
@@ -18,9 +25,9 @@ def to_source(program: Program) -> str:
     for op in program.ops:
         args = [names[i] for i in op.inputs]
         if op.kind == "map":
-            expr = f"rasp.Map({op.fn.source()}, {args[0]}, simplify=False)"
+            expr = f"rasp.Map({lambdas.get(op.name) or op.fn.source()}, {args[0]}, simplify=False)"
         elif op.kind == "sequence_map":
-            expr = f"rasp.SequenceMap({op.fn.source()}, {args[0]}, {args[1]})"
+            expr = f"rasp.SequenceMap({lambdas.get(op.name) or op.fn.source()}, {args[0]}, {args[1]})"
         elif op.kind == "linear_sequence_map":
             a, b = op.coefficients
             expr = f"rasp.LinearSequenceMap({args[0]}, {args[1]}, {a!r}, {b!r})"

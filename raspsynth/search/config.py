@@ -19,10 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from raspsynth.errors import InputError
+from raspsynth.symbolic.expression_search import DEFAULT_MAX_SIZE
 
 CONFIG_FORMAT = "raspsynth-search-config/1"
 TUNED_CONFIG = Path(__file__).resolve().parent / "tuned_config.json"
 STRATEGIES = ("enumerate-first", "neural-first")
+# Integer knobs and their smallest allowed values.
+_INTEGER_MINIMUMS = {
+    "beam": 1,
+    "top_k": 1,
+    "max_edits": 0,
+    "branching": 1,
+    "screen_inputs": 1,
+    "enumeration_size": 1,
+    "solver_timeout_ms": 1,
+    "expression_size": 0,
+}
 
 
 class ConfigError(InputError):
@@ -48,6 +60,9 @@ class SearchConfig:
     first_share: float = 0.5
     # Z3: per solve (the joint relabelling of values, repair's coefficients)
     solver_timeout_ms: int = 2000
+    # MIPS-style expression search: grammar symbols in the largest expression
+    # tried for a function the library does not name (0: print exact tables)
+    expression_size: int = DEFAULT_MAX_SIZE
     # ablation switches
     symbolic: bool = True  # read the program off the weights (symbolic regression of tables)
     z3: bool = True  # joint relabelling and coefficient solving by Z3
@@ -55,22 +70,14 @@ class SearchConfig:
     ranking: bool = True  # the meta-model's order of sketches and its per-op confidences
 
     def __post_init__(self) -> None:
-        for name in ("beam", "top_k", "max_edits", "branching", "screen_inputs", "enumeration_size"):
+        for name, least in _INTEGER_MINIMUMS.items():
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (0 if name == "max_edits" else 1)
-            ):
-                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an integer of at least {least}; got {value!r}")
         for name in ("hole_threshold", "verify_screen_score", "first_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
-        if isinstance(self.solver_timeout_ms, bool) or not isinstance(self.solver_timeout_ms, int):
-            raise ConfigError(f"solver_timeout_ms must be an integer; got {self.solver_timeout_ms!r}")
-        if self.solver_timeout_ms < 1:
-            raise ConfigError(f"solver_timeout_ms must be positive; got {self.solver_timeout_ms}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         for name in ("symbolic", "z3", "repair", "ranking"):

@@ -39,6 +39,7 @@ from raspsynth.search.enumerate import enumerate_programs
 from raspsynth.search.repair import repair
 from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.decompile import decompile_structure
+from raspsynth.symbolic.expression_search import find_expression
 from raspsynth.tracr_bridge.interchange import load_model
 from raspsynth.tracr_bridge.model import Model
 from raspsynth.tracr_bridge.probes import probe_inputs
@@ -46,6 +47,7 @@ from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 MODES = ("neural", "search", "hybrid")
 DEFAULT_BUDGET_S = 60.0
+EXPRESSION_BUDGET_S = 1.0  # per table function, at most
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,11 +136,11 @@ def synthesize(
     else:
         raise InputError(f"config must be a SearchConfig or None; got {type(config).__name__}")
     deadline = start + float(budget_s)
-    run = _Run(model, mode, float(budget_s), seed, start, config)
+    run = _Run(model, mode, float(budget_s), seed, start, config, deadline)
     run.report["config"] = {"from": config_from, "changed": config.changed()}
     if mode == "neural" and run.checkpoint is None:
         raise MetaModelUnavailable(run.report["meta_model"])
-    return run.search(deadline)
+    return run.search()
 
 
 def _as_model(model) -> Model:
@@ -156,9 +158,17 @@ class _Run:
     """One synthesis: the candidates tried, the timings, the best so far."""
 
     def __init__(
-        self, model: Model, mode: str, budget_s: float, seed: int, start: float, config: SearchConfig
+        self,
+        model: Model,
+        mode: str,
+        budget_s: float,
+        seed: int,
+        start: float,
+        config: SearchConfig,
+        deadline: float,
     ) -> None:
         self.model, self.seed, self.start, self.config = model, seed, start, config
+        self.deadline = deadline
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
             "mode": mode,
@@ -195,8 +205,8 @@ class _Run:
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - began
 
-    def search(self, deadline: float) -> SynthesisResult:
-        model, mode, config = self.model, self.report["mode"], self.config
+    def search(self) -> SynthesisResult:
+        model, mode, config, deadline = self.model, self.report["mode"], self.config, self.deadline
         inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
         self.report["probes"] = len(inputs)
         if mode == "neural":
@@ -357,11 +367,35 @@ class _Run:
                 self.report["ops"].append(
                     {"op": op.name, "kind": op.kind, "from": source, "confidence": confidence, "how": how}
                 )
-        self.report["elapsed_s"] = time.monotonic() - self.start
         verified = attempt.verified
         agreement = verification.agreement if verification is not None else 0.0
         if program is None:
+            self.report["elapsed_s"] = time.monotonic() - self.start
             return SynthesisResult(None, "", False, 0.0, self.report, None)
+        lambdas = self._timed("expressions", self._expressions, program)
+        self.report["expressions"] = lambdas
+        self.report["elapsed_s"] = time.monotonic() - self.start
         return SynthesisResult(
-            to_rasp(program), to_source(program), verified, agreement, self.report, program
+            to_rasp(program), to_source(program, lambdas), verified, agreement, self.report, program
         )
+
+    def _expressions(self, program: Program) -> dict[str, str]:
+        """A readable lambda for each table function, where the MIPS-style
+        expression search finds one (equal to the table on its domain) within
+        `config.expression_size` symbols, while the budget lasts."""
+        found = {}
+        for op in program.ops:
+            if op.fn is None or op.fn.name != "table" or self.config.expression_size == 0:
+                continue
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                break
+            expression = find_expression(
+                dict(op.fn.table),
+                op.fn.arity,
+                max_size=self.config.expression_size,
+                time_budget_s=min(EXPRESSION_BUDGET_S, left),
+            )
+            if expression.method != "table":
+                found[op.name] = expression.source
+        return found

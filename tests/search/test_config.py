@@ -36,7 +36,10 @@ def test_a_saved_config_reads_back_equal(tmp_path):
     "document, message",
     [
         ({"format": "raspsynth-search-config/1", "params": {"bream": 3}}, "unknown search config keys"),
-        ({"format": "raspsynth-search-config/1", "params": {"beam": 0}}, "beam must be a positive integer"),
+        (
+            {"format": "raspsynth-search-config/1", "params": {"beam": 0}},
+            "beam must be an integer of at least 1",
+        ),
         ({"format": "raspsynth-search-config/1", "params": {"strategy": "x"}}, "strategy must be one of"),
         ({"format": "something-else", "params": {}}, "not a raspsynth-search-config/1 file"),
     ],

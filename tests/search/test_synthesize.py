@@ -95,3 +95,22 @@ def test_a_path_is_accepted_like_a_model(shared_examples):
     assert result.verified
     assert "rasp.SelectorWidth(select_0_0)" in result.source
     assert "rasp.Comparison.EQ" in result.source  # hand-checked: make_hist counts equal tokens
+
+
+def test_a_function_the_library_does_not_name_reads_as_an_expression():
+    from tracr.rasp import rasp
+
+    from raspsynth.search.config import SearchConfig
+
+    square_mod = rasp.categorical(rasp.Map(lambda x: x * x % 5, rasp.tokens))
+    model = compile_program(square_mod, {0, 1, 2, 3, 4, 5}, 4)
+    result = synthesize(model.permuted(3), mode="search", budget_s=30, config=SearchConfig())
+    (op,) = result.ir.ops
+    assert result.verified and op.fn.name == "table"  # not a library function
+    assert result.report["expressions"] == {op.name: "lambda x: x * x % 5"}
+    assert "lambda x: x * x % 5" in result.source
+    recompiled = compile_program(_exec_source(result.source), {0, 1, 2, 3, 4, 5}, 4)
+    inputs = probe_inputs(model)
+    assert recompiled.run(inputs) == model.run(inputs)
+    tables = synthesize(model.permuted(3), mode="search", budget_s=30, config=SearchConfig(expression_size=0))
+    assert tables.report["expressions"] == {} and "lambda x: {0: 0, 1: 1, 2: 4" in tables.source
