@@ -11,6 +11,11 @@ best of the top-k, by program length:
   probe input (`verify`).
 
     python experiments/eval_neural.py --data data/default [--checkpoint PATH] [--n 500] [--k 5]
+    python experiments/eval_neural.py --quick     # no dataset needed: 20 freshly sampled test-split programs
+
+Without --data the programs are drawn like eval_synthesis's (the default
+distribution from seed 9001, kept when their canonical hash is in the test
+split), so a fresh clone needs no generated dataset.
 
 Writes experiments/results/eval_neural.json and eval_neural.png.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +33,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from program_sets import sampled_cases  # noqa: E402
 
 from raspsynth.data.shards import load_examples  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
@@ -39,21 +48,32 @@ DEFAULT_CHECKPOINT = (
     Path(__file__).resolve().parent.parent / "raspsynth" / "neural" / "checkpoints" / "meta_model.pt"
 )
 PERMUTATION_SEED = 13
+SAMPLE_SEED = 9001
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument(
+        "--data", help="dataset directory (its test split); default: sample test-split programs"
+    )
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
+    parser.add_argument("--quick", action="store_true", help="20 programs")
     args = parser.parse_args()
+    if args.quick:
+        args.n = 20
 
     meta_model = load_meta_model(args.checkpoint)
     rows = []
     began = time.monotonic()
-    examples = load_examples(args.data, "test")
+    if args.data:
+        examples = load_examples(args.data, "test")
+    else:
+        cases = sampled_cases("test", args.n, SAMPLE_SEED, "test", transform="plain")
+        examples = ((None, case.program, case.model) for case in cases)
     for _, program, model in tqdm(examples, total=args.n, desc="test split"):
         if len(rows) >= args.n:
             break
@@ -93,8 +113,9 @@ def main() -> None:
         "by_length": by_length,
         "wall_s": time.monotonic() - began,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_neural.json").write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_neural.json").write_text(json.dumps(report, indent=2))
 
     print(f"{len(rows)} test-split programs, top-{args.k} of beam {args.beam}, checkpoint {args.checkpoint}")
     print("| SOps | programs | top-1 exact | top-k exact | top-1 functional | top-k functional |")
@@ -115,7 +136,7 @@ def main() -> None:
     ax.set_ylim(0, 100)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "eval_neural.png", dpi=120)
+    fig.savefig(out / "eval_neural.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ permuted (seed 11).
 
 Reports the verified rate, median and p95 wall time per program, by program
 length and for lib programs one by one; writes
-experiments/results/eval_synthesis.json.
+experiments/results/eval_synthesis.json. synthesize() runs with the config it
+loads by default (the tuned config file, see raspsynth.search.config).
 
-    python experiments/eval_synthesis.py [--n 200] [--mode hybrid] [--budget 60]
+    python experiments/eval_synthesis.py [--n 200] [--mode hybrid] [--budget 60] [--quick]
 """
 
 from __future__ import annotations
@@ -21,33 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from raspsynth import synthesize
-from raspsynth.data.generate import split_of
-from raspsynth.data.sampling import SamplingStats, sample_compiled
-from raspsynth.program.sampler import SamplerConfig
-from raspsynth.tracr_bridge import compile_program
-from raspsynth.tracr_bridge.lib_programs import lib_programs
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from program_sets import TRANSFORM_SEED, lib_cases, sampled_cases  # noqa: E402
+
+from raspsynth import synthesize  # noqa: E402
+from raspsynth.search.config import config_source  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PERMUTATION_SEED = 11
-
-
-def test_split_models(n: int, seed: int):
-    """(n_sops, model) for n test-split programs of the default distribution."""
-    rng = np.random.default_rng(seed)
-    stats, seen, out = SamplingStats(), set(), []
-    while len(out) < n:
-        compiled = sample_compiled(rng, SamplerConfig(), stats, seen)
-        seen.add(compiled.hash)
-        if split_of(compiled.hash) == "test":
-            out.append((compiled.sample.program.num_sops, compiled.model))
-    return out
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,21 +72,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9001)
     parser.add_argument("--mode", default="hybrid", choices=("search", "hybrid"))
     parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
+    parser.add_argument("--quick", action="store_true", help="10 test-split programs")
     args = parser.parse_args()
+    if args.quick:
+        args.n = 10
 
     began = time.monotonic()
-    sampled = test_split_models(args.n, args.seed)
+    sampled = sampled_cases("test", args.n, args.seed, "test", transform="plain")
     rows = {"test": [], "test_permuted": [], "lib": [], "lib_permuted": []}
-    for n_sops, model in tqdm(sampled, desc="test split"):
-        for key, m in (("test", model), ("test_permuted", model.permuted(PERMUTATION_SEED))):
-            rows[key].append({"n_sops": n_sops, **run_one(m, args.mode, args.budget)})
+    for case in tqdm(sampled, desc="test split"):
+        for key, m in (("test", case.model), ("test_permuted", case.model.permuted(TRANSFORM_SEED))):
+            rows[key].append({"n_sops": case.n_sops, **run_one(m, args.mode, args.budget)})
     lib = {}
-    for name, entry in lib_programs().items():
-        model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
-        for key, m in (("lib", model), ("lib_permuted", model.permuted(PERMUTATION_SEED))):
-            row = {"name": name, **run_one(m, args.mode, args.budget)}
+    for case in lib_cases(transform="plain"):
+        for key, m in (("lib", case.model), ("lib_permuted", case.model.permuted(TRANSFORM_SEED))):
+            row = {"name": case.name, **run_one(m, args.mode, args.budget)}
             rows[key].append(row)
-            lib.setdefault(name, {})[key] = row
+            lib.setdefault(case.name, {})[key] = row
 
     summary = {key: summarise(value) for key, value in rows.items()}
     by_length = {}
@@ -106,14 +97,15 @@ def main() -> None:
         subset = [r for key in ("test", "test_permuted") for r in rows[key] if r["n_sops"] == length]
         by_length[length] = summarise(subset)
     report = {
-        "config": vars(args) | {"permutation_seed": PERMUTATION_SEED},
+        "config": vars(args) | {"permutation_seed": TRANSFORM_SEED, "search_config": str(config_source())},
         "summary": summary,
         "by_length": by_length,
         "lib": lib,
         "wall_s": time.monotonic() - began,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "eval_synthesis.json").write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_synthesis.json").write_text(json.dumps(report, indent=2))
 
     print(f"mode {args.mode}, budget {args.budget:g} s, {len(sampled)} test-split programs, seed {args.seed}")
     print("| set | programs | verified | median s | p95 s | max s | repaired |")

@@ -15,8 +15,8 @@ renaming or table-equal variant of one.
   `(2 * x + 1) % 5` or `x * x % 4` (what people write by hand);
 - lib: tracr's 8 lib programs with their usual vocabularies.
 
-Each model is transformed before synthesis sees it: `permuted` (the residual
-shuffled, the normal case) or `rotated` (a random orthogonal rotation: the
+Each model is transformed before synthesis sees it: `plain` (as compiled),
+`permuted` (the residual shuffled, the normal case) or `rotated` (a random orthogonal rotation: the
 weights can no longer be read block by block, the hard case).
 """
 
@@ -49,6 +49,7 @@ class Case:
     n_sops: int
     kinds: tuple[str, ...]  # the op kinds the program uses
     model: Model
+    program: Program | None = None  # the program compiled (for exact-match metrics)
 
 
 def op_kinds(program: Program) -> tuple[str, ...]:
@@ -56,6 +57,8 @@ def op_kinds(program: Program) -> tuple[str, ...]:
 
 
 def _transformed(model: Model, transform: str) -> Model:
+    if transform == "plain":
+        return model
     if transform == "permuted":
         return model.permuted(TRANSFORM_SEED)
     if transform == "rotated":
@@ -81,7 +84,7 @@ def sampled_cases(
             program = compiled.sample.program
             model = _transformed(compiled.model, transform)
             name = f"{set_name}-{len(out)}-{compiled.hash[:8]}"
-            out.append(Case(set_name, name, program.num_sops, op_kinds(program), model))
+            out.append(Case(set_name, name, program.num_sops, op_kinds(program), model, program))
     return out
 
 
@@ -126,7 +129,8 @@ def lambda_cases(n: int, seed: int, split: str, transform: str = "permuted") -> 
             continue
         seen.add(program_hash)
         name = f"lambdas-{len(out)}-{program_hash[:8]}"
-        out.append(Case("lambdas", name, program.num_sops, op_kinds(program), _transformed(model, transform)))
+        model = _transformed(model, transform)
+        out.append(Case("lambdas", name, program.num_sops, op_kinds(program), model, program))
     return out
 
 

@@ -46,8 +46,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from raspsynth.search import synthesize
+    from raspsynth.search.config import read_config
 
-    result = synthesize(args.model, mode=args.mode, budget_s=args.budget, seed=args.seed)
+    config = read_config(args.config) if args.config else None
+    result = synthesize(args.model, mode=args.mode, budget_s=args.budget, seed=args.seed, config=config)
     if args.json:
         payload = {
             "source": result.source,
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
+    p.add_argument(
+        "--config",
+        help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped with raspsynth)",
+    )
     p.set_defaults(func=cmd_synthesize)
     p = sub.add_parser("train", help="train the meta-model on a dataset from `raspsynth data generate`")
     p.add_argument("--data", required=True, help="dataset directory (train and val splits are read)")

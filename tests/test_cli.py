@@ -63,3 +63,18 @@ def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples, monkeyp
     monkeypatch.setattr(pipeline, "default_checkpoint", lambda: tmp_path / "none.pt")
     assert main(["synthesize", str(hist), "--mode", "neural"]) == 2
     assert "no meta-model checkpoint" in capsys.readouterr().err
+
+
+def test_synthesize_takes_a_config_file(capsys, tmp_path, shared_examples):
+    from raspsynth.search.config import SearchConfig, save_config
+
+    hist = next(p for p in shared_examples if p.stem == "hist")
+    config = tmp_path / "config.json"
+    save_config(SearchConfig(symbolic=False), config)
+    assert main(["synthesize", str(hist), "--mode", "search", "--json", "--config", str(config)]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["config"] == {"from": "argument", "changed": {"symbolic": False}}
+    assert "enumerate" in report["timings_s"] and "decompile" not in report["timings_s"]
+    config.write_text("{}")
+    assert main(["synthesize", str(hist), "--config", str(config)]) == 2
+    assert "not a raspsynth-search-config/1 file" in capsys.readouterr().err

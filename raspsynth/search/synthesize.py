@@ -6,15 +6,18 @@ source, `verified`, `agreement` and a report saying where every op came from.
 
 The pipeline, stage by stage:
 1. candidates: the program the symbolic layer reads off the weights
-   (`decompile_structure`), with a confidence per op; the meta-model's
-   sketches join here once it exists (`mode="neural"` / `"hybrid"`);
+   (`decompile_structure`), with a confidence per op; in hybrid mode the
+   meta-model's sketches when that reading is missing or fails (in neural
+   mode, its best sketch alone);
 2. verification of the candidate on every probe input (`verify`);
 3. repair when it fails: best-first local edits from the first op whose
    intermediate values differ from the model's (`repair`);
 4. enumeration when the weights cannot be read at all (a rotated residual,
    or no tracr layout): small programs from input/output behaviour alone;
    in hybrid mode, enumeration and the meta-model's sketches share what is
-   left of the budget, in the order `SearchConfig.strategy` says.
+   left of the budget, in the order `SearchConfig.strategy` says;
+5. readable lambdas: each function the library does not name is printed as
+   the smallest expression the MIPS-style search finds for its table.
 Every stage checks the deadline; the result is always the best program found
 so far, `verified` True only when the full check ran and passed. The knobs
 and the ablation switches come from a `SearchConfig` (by default the tuned
