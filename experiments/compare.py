@@ -167,9 +167,10 @@ def plot(rows: list[dict], variants: list[str], sets: list[str], path: Path) -> 
         axis.set_ylabel(label)
     left.set_ylim(0, 105)
     right.set_yscale("log")
-    left.legend(fontsize=7, loc="lower left")
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")
     fig.suptitle("raspsynth: neural vs search vs hybrid, and the hybrid's ablations")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
