@@ -10,6 +10,12 @@ from pathlib import Path
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 
+# Beam search defaults (here, not in `decode`, so that the search's config can
+# name them without importing torch).
+BEAM = 8  # beams kept per decoding step
+TOP_K = 5  # sketches returned
+HOLE_THRESHOLD = 0.5  # a slot below this probability is a hole
+
 
 def default_checkpoint() -> Path:
     """Where synthesize() looks for the trained meta-model."""

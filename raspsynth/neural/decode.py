@@ -15,13 +15,12 @@ import math
 
 import torch
 
+from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
 from raspsynth.neural.meta_model import MetaModel, collate
 from raspsynth.neural.program_tokens import HOLES, MAX_TOKENS, Grammar, token_ids, vocabulary
 from raspsynth.neural.weight_encoding import encode_weights
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.model import Model
-
-HOLE_THRESHOLD = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +37,8 @@ class Sketch:
 def beam_search(
     meta_model: MetaModel,
     model: Model,
-    beam: int = 8,
-    top_k: int = 5,
+    beam: int = BEAM,
+    top_k: int = TOP_K,
     hole_threshold: float = HOLE_THRESHOLD,
 ) -> list[Sketch]:
     meta_model.eval()

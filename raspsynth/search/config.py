@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from raspsynth.errors import InputError
+from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
 from raspsynth.symbolic.expression_search import DEFAULT_MAX_SIZE
+from raspsynth.symbolic.value_semantics import SOLVER_TIMEOUT_MS
 
 CONFIG_FORMAT = "raspsynth-search-config/1"
 TUNED_CONFIG = Path(__file__).resolve().parent / "tuned_config.json"
@@ -44,9 +46,9 @@ class ConfigError(InputError):
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     # the meta-model's beam search
-    beam: int = 8  # beams kept per decoding step
-    top_k: int = 5  # sketches tried
-    hole_threshold: float = 0.5  # a slot below this probability is a hole
+    beam: int = BEAM  # beams kept per decoding step
+    top_k: int = TOP_K  # sketches tried
+    hole_threshold: float = HOLE_THRESHOLD  # a slot below this probability is a hole
     # repair
     max_edits: int = 2  # edits deep
     branching: int = 12  # edited programs kept per expansion
@@ -59,7 +61,7 @@ class SearchConfig:
     strategy: str = "enumerate-first"
     first_share: float = 0.5
     # Z3: per solve (the joint relabelling of values, repair's coefficients)
-    solver_timeout_ms: int = 2000
+    solver_timeout_ms: int = SOLVER_TIMEOUT_MS
     # MIPS-style expression search: grammar symbols in the largest expression
     # tried for a function the library does not name (0: print exact tables)
     expression_size: int = DEFAULT_MAX_SIZE

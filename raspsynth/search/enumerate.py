@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from raspsynth.program.evaluate import PREDICATES, eval_op
 from raspsynth.program.functions import LIBRARY
 from raspsynth.program.ir import Fn, Op, Program, ProgramError
+from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import agrees
 from raspsynth.search.repair import screening_inputs
 from raspsynth.search.verify import Verification, verify
@@ -31,7 +32,6 @@ from raspsynth.symbolic.value_semantics import library_functions
 from raspsynth.tracr_bridge.model import Model, Token
 
 ENUMERATION_SCREEN = 64
-MAX_SIZE = 3  # value-producing ops in an enumerated program (SearchConfig.enumeration_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ def enumerate_programs(
     inputs: Sequence[Sequence[Token]],
     deadline: float,
     seed: int = 0,
-    max_size: int = MAX_SIZE,
+    max_size: int = SearchConfig.enumeration_size,
 ) -> EnumerationOutcome:
     screen = screening_inputs(inputs, seed, ENUMERATION_SCREEN)
     expected = tuple(tuple(row) for row in model.run(screen, mark_undefined=True))

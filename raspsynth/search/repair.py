@@ -47,7 +47,7 @@ from raspsynth.search.observe import (
 )
 from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.decompile import Decompiled, match_library
-from raspsynth.symbolic.value_semantics import library_functions
+from raspsynth.symbolic.value_semantics import SOLVER_TIMEOUT_MS, library_functions
 from raspsynth.tracr_bridge.model import Model, Token
 
 COEFFICIENT_BOUND = 8  # |a|, |b| searched by Z3 for a LinearSequenceMap
@@ -250,7 +250,7 @@ def _observed_rows(program, op, screen: _Screen) -> dict[tuple, Hashable] | None
 
 
 def solve_linear_coefficients(
-    rows: dict[tuple, Hashable], timeout_ms: int = 1000
+    rows: dict[tuple, Hashable], timeout_ms: int = SOLVER_TIMEOUT_MS
 ) -> tuple[float, float] | None:
     """Integers a, b (|a|, |b| <= COEFFICIENT_BOUND) with a*x + b*y = z on every
     observed row, by Z3; None when there are none."""
