@@ -53,7 +53,11 @@ def main() -> None:
     parser.add_argument("--apply-programs", type=int, default=4, help="programs timed with tracr's apply")
     parser.add_argument("--apply-seqs", type=int, default=10, help="sequences per program for tracr's apply")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="5 programs, 1 timed with apply on 2 sequences")
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
     args = parser.parse_args()
+    if args.quick:
+        args.programs, args.apply_programs, args.apply_seqs = 5, 1, 2
     warnings.filterwarnings("ignore")
     from tracr.compiler import compiling
 
@@ -103,8 +107,8 @@ def main() -> None:
         "forward_ratio": forward_ratio,
         "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_bridge.json").write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_bridge.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"compile: ours {result['compile_ours_ms_per_program']:.1f} ms/program, "
         f"stock tracr {result['compile_stock_ms_per_program']:.0f} ms/program -> "
@@ -115,7 +119,8 @@ def main() -> None:
         f"tracr apply {result['forward_stock_seqs_per_s']:.2f} seq/s -> "
         f"{forward_ratio:.0f}x (target {FORWARD_TARGET:.0f}x)"
     )
-    if compile_ratio < COMPILE_TARGET or forward_ratio < FORWARD_TARGET:
+    # --quick checks that the script runs; its few programs say little about speed.
+    if not args.quick and (compile_ratio < COMPILE_TARGET or forward_ratio < FORWARD_TARGET):
         raise SystemExit("below target")
 
 

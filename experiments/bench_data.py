@@ -31,7 +31,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="200 programs")
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
     args = parser.parse_args()
+    if args.quick:
+        args.n = 200
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         summary = generate(out, args.n, seed=args.seed, workers=args.workers)
@@ -45,8 +49,8 @@ def main() -> None:
         "miscompile_rate": summary["miscompiles"] / summary["sampled"],
         "machine_cores": os.cpu_count(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_data.json").write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_data.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"{summary['programs']} programs in {elapsed:.1f} s with {args.workers} workers: "
         f"{rate:.1f} programs/s (target {TARGET:.0f})"

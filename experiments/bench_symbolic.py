@@ -80,7 +80,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--quick", action="store_true", help="20 sampled programs")
+    parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
     args = parser.parse_args()
+    if args.quick:
+        args.n = 20
     rows, functions = [], []
     for name, group, program, vocab, max_seq_len in cases(args.n, args.seed):
         model = compile_program(program, vocab, max_seq_len)
@@ -148,8 +152,8 @@ def main() -> None:
         "ms_per_component": 1000 * sum(r["seconds"] for r in rows) / components,
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_symbolic.json").write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_symbolic.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{len(rows)} programs ({result['programs']}), residual permuted:")
     for key in ("blocks_match", "dataflow_match", "tables_exact", "decompiled_verified"):
         print(f"  {key:22s} lib {result[key]['lib']:.1%}  sampled {result[key]['sampled']:.1%}")
