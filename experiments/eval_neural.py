@@ -38,15 +38,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from program_sets import sampled_cases  # noqa: E402
 
 from raspsynth.data.shards import load_examples  # noqa: E402
+from raspsynth.neural import BEAM, TOP_K, default_checkpoint  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
 from raspsynth.neural.program_tokens import TokenError, to_tokens  # noqa: E402
 from raspsynth.neural.train import load_meta_model  # noqa: E402
 from raspsynth.search.verify import verify  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_CHECKPOINT = (
-    Path(__file__).resolve().parent.parent / "raspsynth" / "neural" / "checkpoints" / "meta_model.pt"
-)
 PERMUTATION_SEED = 13
 SAMPLE_SEED = 9001
 
@@ -56,10 +54,10 @@ def main() -> None:
     parser.add_argument(
         "--data", help="dataset directory (its test split); default: sample test-split programs"
     )
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    parser.add_argument("--checkpoint", default=str(default_checkpoint()))
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--beam", type=int, default=8)
+    parser.add_argument("--k", type=int, default=TOP_K)
+    parser.add_argument("--beam", type=int, default=BEAM)
     parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
     parser.add_argument("--quick", action="store_true", help="20 programs")
     args = parser.parse_args()

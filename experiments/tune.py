@@ -30,6 +30,7 @@ own distributed mode). --workers N starts N local worker processes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import multiprocessing
@@ -43,7 +44,13 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from program_sets import SHIFTED, lambda_cases, sampled_cases  # noqa: E402
 
-from raspsynth.search.config import STRATEGIES, TUNED_CONFIG, SearchConfig, save_config  # noqa: E402
+from raspsynth.search.config import (  # noqa: E402
+    ABLATION_SWITCHES,
+    STRATEGIES,
+    TUNED_CONFIG,
+    SearchConfig,
+    save_config,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_STORAGE = f"sqlite:///{RESULTS / 'tune.db'}"
@@ -70,20 +77,8 @@ def suggest(trial: optuna.Trial) -> SearchConfig:
     )
 
 
-TUNED_FIELDS = (
-    "beam",
-    "top_k",
-    "hole_threshold",
-    "max_edits",
-    "branching",
-    "screen_inputs",
-    "verify_screen_score",
-    "enumeration_size",
-    "strategy",
-    "first_share",
-    "solver_timeout_ms",
-    "expression_size",
-)
+TUNED_FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name not in ABLATION_SWITCHES)
+DEFAULT_PARAMS = {name: getattr(SearchConfig(), name) for name in TUNED_FIELDS}
 
 
 def tuning_cases(n_default: int, n_shifted: int, n_rotated: int, n_lambdas: int) -> list:
@@ -181,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     args.cases = tuning_cases(args.n_default, args.n_shifted, args.n_rotated, args.n_lambdas)
     study = _study(args)
     if not study.trials:
-        study.enqueue_trial({name: getattr(SearchConfig(), name) for name in TUNED_FIELDS})
+        study.enqueue_trial(DEFAULT_PARAMS)
     workers = max(1, min(args.workers, args.trials))
     shares = [args.trials // workers + (i < args.trials % workers) for i in range(workers)]
     if workers == 1:
@@ -201,8 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial
     config = SearchConfig(**best.params)
-    defaults = {name: getattr(SearchConfig(), name) for name in TUNED_FIELDS}
-    default = next((t for t in done if t.params == defaults), None)
+    default = next((t for t in done if t.params == DEFAULT_PARAMS), None)
     provenance = {
         "study": args.study,
         "trials": len(study.trials),

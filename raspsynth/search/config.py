@@ -26,6 +26,8 @@ from raspsynth.symbolic.value_semantics import SOLVER_TIMEOUT_MS
 CONFIG_FORMAT = "raspsynth-search-config/1"
 TUNED_CONFIG = Path(__file__).resolve().parent / "tuned_config.json"
 STRATEGIES = ("enumerate-first", "neural-first")
+# The switches that turn parts of the hybrid off (for ablations, never tuned).
+ABLATION_SWITCHES = ("symbolic", "z3", "repair", "ranking")
 # Integer knobs and their smallest allowed values.
 _INTEGER_MINIMUMS = {
     "beam": 1,
@@ -82,7 +84,7 @@ class SearchConfig:
                 raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
-        for name in ("symbolic", "z3", "repair", "ranking"):
+        for name in ABLATION_SWITCHES:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; got {getattr(self, name)!r}")
 

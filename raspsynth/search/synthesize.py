@@ -37,7 +37,7 @@ from raspsynth.errors import InputError, MetaModelUnavailable
 from raspsynth.neural import default_checkpoint
 from raspsynth.program.ir import Program
 from raspsynth.program.source import to_source
-from raspsynth.search.config import SearchConfig, config_source, load_config
+from raspsynth.search.config import SearchConfig, config_source, read_config
 from raspsynth.search.enumerate import enumerate_programs
 from raspsynth.search.repair import repair
 from raspsynth.search.verify import Verification, verify
@@ -133,7 +133,7 @@ def synthesize(
         raise InputError(f"seed must be an integer; got {seed!r}")
     if config is None:
         source = config_source()
-        config, config_from = load_config(), str(source) if source else "defaults"
+        config, config_from = (read_config(source), str(source)) if source else (SearchConfig(), "defaults")
     elif isinstance(config, SearchConfig):
         config_from = "argument"
     else:
