@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--tuned", default=str(TUNED_CONFIG), help="tuned config file (skipped if absent)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help="run only these variants (names as in the table)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.n_shifted, args.n_rotated, args.n_lambdas, args.budget = 6, 3, 3, 3, 5.0
@@ -194,6 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     variants = dict(BASE_VARIANTS)
     if Path(args.tuned).exists():
         variants["hybrid tuned"] = ("hybrid", read_config(args.tuned))
+    if args.variants:
+        unknown = set(args.variants) - set(variants)
+        if unknown:
+            parser.error(f"unknown variants {sorted(unknown)}; known: {list(variants)}")
+        variants = {name: variants[name] for name in args.variants}
     cases = (
         sampled_cases("test", args.n_test, TEST_SEED, "test")
         + sampled_cases("shifted", args.n_shifted, SHIFTED_SEED, "test", SHIFTED)

@@ -5,7 +5,8 @@ so disjoint from the training programs up to renaming and table-equal
 functions), the model's residual is permuted (seed 13) and the meta-model's
 beam search proposes its top-k sketches. Reported, for the top-1 and for the
 best of the top-k, by program length:
-- exact: the sketch's tokens equal the program's (its canonical token form);
+- exact: the sketch, without holes, has the program's canonical form
+  (`canonical_hash`: equal up to op names, order and table-equal functions);
 - functional: the sketch, holes filled by their placeholders (the model's
   argmax, no search), compiles and verifies against the model on every
   probe input (`verify`).
@@ -40,8 +41,8 @@ from program_sets import sampled_cases  # noqa: E402
 from raspsynth.data.shards import load_examples  # noqa: E402
 from raspsynth.neural import BEAM, TOP_K, default_checkpoint  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
-from raspsynth.neural.program_tokens import TokenError, to_tokens  # noqa: E402
 from raspsynth.neural.train import load_meta_model  # noqa: E402
+from raspsynth.program.canonical import canonical_hash  # noqa: E402
 from raspsynth.search.verify import verify  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,13 +76,11 @@ def main() -> None:
     for _, program, model in tqdm(examples, total=args.n, desc="test split"):
         if len(rows) >= args.n:
             break
-        try:
-            target = list(to_tokens(program))
-        except TokenError:
-            continue
+        vocab, max_seq_len = model.spec.vocab, model.spec.max_seq_len
+        target = canonical_hash(program, vocab, max_seq_len)
         permuted = model.permuted(PERMUTATION_SEED)
         sketches = beam_search(meta_model, permuted, beam=args.beam, top_k=args.k)
-        exact = [list(s.tokens) == target for s in sketches]
+        exact = [not s.holes and canonical_hash(s.program, vocab, max_seq_len) == target for s in sketches]
         functional = []
         for sketch in sketches:
             functional.append(verify(sketch.program, permuted).verified)

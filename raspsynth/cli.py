@@ -71,22 +71,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from raspsynth.neural.meta_model import MetaModelConfig
     from raspsynth.neural.train import TrainConfig, train
 
-    model = MetaModelConfig(
-        width=args.width, heads=args.heads, encoder_layers=args.layers, decoder_layers=args.layers
-    )
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    model_fields = {f.name for f in dataclasses.fields(MetaModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    model = dataclasses.replace(MetaModelConfig(), **{k: v for k, v in given.items() if k in model_fields})
     config = dataclasses.replace(
-        TrainConfig(),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup=args.warmup,
-        val_every=args.val_every,
-        checkpoint_every=args.val_every,
-        max_train=args.max_train,
-        max_minutes=args.max_minutes,
-        seed=args.seed,
-        model=model,
+        TrainConfig(), model=model, **{k: v for k, v in given.items() if k in train_fields}
     )
+    if "val_every" in given:
+        config = dataclasses.replace(config, checkpoint_every=config.val_every)
     figures = train(args.data, args.out, config)
     print(json.dumps({k: round(float(v), 5) for k, v in figures.items()}))
     return 0
@@ -155,19 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the meta-model on a dataset from `raspsynth data generate`")
     p.add_argument("--data", required=True, help="dataset directory (train and val splits are read)")
     p.add_argument("--out", required=True, help="checkpoint path; an existing one is resumed")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--warmup", type=int, default=200)
-    p.add_argument("--val-every", type=int, default=250)
+    # Defaults (None here) are TrainConfig's and MetaModelConfig's.
+    for flag, kind in (("--steps", int), ("--batch-size", int), ("--lr", float), ("--warmup", int)):
+        p.add_argument(flag, type=kind, default=None)
+    p.add_argument("--val-every", type=int, default=None, help="validate and checkpoint every N steps")
     p.add_argument("--max-train", type=int, default=None, help="programs read from the train split")
     p.add_argument(
         "--max-minutes", type=float, default=None, help="stop, validated and saved, after this long"
     )
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes reading the dataset's models")
+    for flag in ("--width", "--heads", "--layers", "--seed"):
+        p.add_argument(flag, type=int, default=None)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("export-checkpoint", help="strip a training checkpoint to float16 weights")
     p.add_argument("checkpoint")

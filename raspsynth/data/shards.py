@@ -123,10 +123,18 @@ def load_examples(
     """(record, program IR, compiled Model) for every program, in shard order."""
     directory = Path(directory)
     for index in complete_shards(directory):
-        records = [r for r in read_index(directory, index) if split is None or r["split"] == split]
-        if not records:
-            continue
-        with np.load(directory / f"{shard_stem(index)}.npz", allow_pickle=False) as archive:
-            for record in records:
-                model = unpack_weights(archive[record["key"]], record["meta"], record["d_model"])
-                yield record, Program.from_json(record["program"]), model
+        yield from load_shard(directory, index, split)
+
+
+def load_shard(
+    directory: str | Path, index: int, split: str | None = None
+) -> Iterator[tuple[dict[str, Any], Program, Model]]:
+    """(record, program IR, compiled Model) for every program of one shard."""
+    directory = Path(directory)
+    records = [r for r in read_index(directory, index) if split is None or r["split"] == split]
+    if not records:
+        return
+    with np.load(directory / f"{shard_stem(index)}.npz", allow_pickle=False) as archive:
+        for record in records:
+            model = unpack_weights(archive[record["key"]], record["meta"], record["d_model"])
+            yield record, Program.from_json(record["program"]), model

@@ -1,9 +1,11 @@
 """The neural meta-model: weights in, ranked program sketches out.
 
-`weight_encoding` (weights -> residual-dimension tokens) -> `meta_model`
-(torch encoder-decoder) -> `decode` (grammar-masked beam search over
-`program_tokens`); `train` fits it on `raspsynth data generate` datasets.
-Torch is imported only by those modules, so importing this package is cheap.
+`block_encoding` (the symbolic layer's reading of the weights -> one row per
+recovered block) -> `meta_model` (torch encoder with per-op kind and slot
+heads) -> `decode` (grammar-masked beam search over `program_tokens`);
+`targets` aligns a training program's tokens to its model's reading, and
+`train` fits the model on `raspsynth data generate` datasets. Torch is
+imported only by those modules, so importing this package is cheap.
 """
 
 from pathlib import Path

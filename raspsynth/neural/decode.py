@@ -1,11 +1,15 @@
 """Grammar-constrained beam search: weights to ranked program sketches.
 
-In: a `MetaModel` and a `Model`. Out: up to k `Sketch`es, best first, each a
-valid program (the grammar masks every step, so no invalid sequence can be
-emitted) with the probability of every token it chose. Slots whose
+In: a `MetaModel` and a `Model` (or its reading). Out: up to k `Sketch`es,
+best first, each a valid program (the grammar masks every step, so no
+invalid sequence can be emitted) with the probability of every token it
+chose. The program has one op per component of the reading, written in the
+reading's layer order: op i's kind comes from row i + 2's kind head, its
+other tokens from the slot head for the kind chosen. Slots whose
 probability is below `hole_threshold`, and the grammar's own holes (a
 function the library does not name, unusual coefficients), are marked as
-holes for the search layer.
+holes for the search layer. Weights the symbolic layer cannot read (a
+rotated residual) give no sketches.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
 
 from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
+from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MetaModel, collate
-from raspsynth.neural.program_tokens import HOLES, MAX_TOKENS, Grammar, token_ids, vocabulary
-from raspsynth.neural.weight_encoding import encode_weights
+from raspsynth.neural.program_tokens import HOLES, OP_KINDS, Grammar, token_ids
 from raspsynth.program.ir import Program
+from raspsynth.symbolic.decompile import Decompiled
 from raspsynth.tracr_bridge.model import Model
 
 
@@ -40,53 +46,55 @@ def beam_search(
     beam: int = BEAM,
     top_k: int = TOP_K,
     hole_threshold: float = HOLE_THRESHOLD,
+    decompiled: Decompiled | None = None,
 ) -> list[Sketch]:
+    """The top-k sketches; pass `decompiled` when the model's reading exists already."""
+    encoded = encode_blocks(model, decompiled)
+    if encoded is None:
+        return []
     meta_model.eval()
     device = next(meta_model.parameters()).device
-    features, pairs, mask = collate([encode_weights(model)], device)
-    memory = meta_model.encode(features, pairs, mask)
-    ids, names = token_ids(), vocabulary()
-    start = Grammar().push("BOS")
-    live = [((ids["BOS"],), start, 0.0, ())]
+    kind_logits, slot_logits = meta_model(*collate([encoded], device))
+    kind_logits, slot_logits = kind_logits[0].float().cpu().numpy(), slot_logits[0].float().cpu().numpy()
+    ids = token_ids()
+    live = [(0.0, Grammar(ops=encoded.ops).push("BOS"), ())]
     finished = []
-    for _ in range(MAX_TOKENS - 1):
-        if not live:
-            break
-        tokens = torch.tensor([seq for seq, *_ in live], device=device)
-        logits = meta_model.decode(memory.expand(len(live), -1, -1), mask.expand(len(live), -1), tokens)[
-            :, -1
-        ]
+    while live:
         candidates = []
-        for row, (seq, grammar, score, probs) in zip(logits, live):
-            allowed = [ids[t] for t in grammar.allowed()]
-            log_p = torch.log_softmax(row[allowed].float(), dim=0)
-            for j in torch.topk(log_p, min(beam, len(allowed))).indices.tolist():
-                token = names[allowed[j]]
-                lp = float(log_p[j])
-                candidates.append(
-                    (score + lp, seq + (allowed[j],), grammar.push(token), probs + (math.exp(lp),))
-                )
+        for score, grammar, probs in live:
+            allowed = sorted(grammar.allowed(), key=ids.__getitem__)
+            log_p = _log_probs(grammar, allowed, kind_logits, slot_logits)
+            for j in np.argsort(-log_p, kind="stable")[:beam]:
+                candidates.append((score + log_p[j], grammar.push(allowed[j]), probs + (math.exp(log_p[j]),)))
         candidates.sort(key=lambda c: -c[0])
         live = []
-        for score, seq, grammar, probs in candidates[:beam]:
-            if grammar.finished:
-                finished.append((score, seq, grammar, probs))
-            else:
-                live.append((seq, grammar, score, probs))
+        for candidate in candidates[:beam]:
+            (finished if candidate[1].finished else live).append(candidate)
         if len(finished) >= top_k:
             # Live beams below the k-th best finished score cannot enter the top k.
             kth = sorted((c[0] for c in finished), reverse=True)[top_k - 1]
-            if all(score < kth for _, _, score, _ in live):
-                break
+            live = [c for c in live if c[0] >= kth]
     finished.sort(key=lambda c: -c[0])
-    return [
-        _sketch(score, seq, grammar, probs, hole_threshold) for score, seq, grammar, probs in finished[:top_k]
-    ]
+    return [_sketch(score, grammar, probs, hole_threshold) for score, grammar, probs in finished[:top_k]]
 
 
-def _sketch(score, seq, grammar: Grammar, probs, hole_threshold: float) -> Sketch:
-    names = vocabulary()
-    tokens = tuple(names[i] for i in seq)
+def _log_probs(grammar: Grammar, allowed: list[str], kind_logits, slot_logits) -> np.ndarray:
+    """Log-probabilities of the allowed next tokens, renormalised over them."""
+    row = len(grammar.encodings)  # the op being written (or started) is row len(encodings)
+    group = grammar.current_group()
+    if group is None:  # an op starts (or EOS, when every row has its op)
+        if allowed == ["EOS"]:
+            return np.zeros(1)
+        logits = np.array([kind_logits[row, OP_KINDS.index(t.lower())] for t in allowed])
+    else:
+        kind, slot = OP_KINDS.index(group[0].lower()), len(group) - 1
+        logits = slot_logits[row, kind, slot, [token_ids()[t] for t in allowed]]
+    logits = logits - logits.max()
+    return logits - np.log(np.exp(logits).sum())
+
+
+def _sketch(score, grammar: Grammar, probs, hole_threshold: float) -> Sketch:
+    tokens = grammar.prefix
     decoded = grammar.program()
     holes = dict(decoded.holes)
     confidence: dict[str, float] = {}
@@ -94,7 +102,7 @@ def _sketch(score, seq, grammar: Grammar, probs, hole_threshold: float) -> Sketc
     value_ops = [op.name for op in decoded.program.ops if op.kind != "select"]
     index = -1
     for token, p in zip(tokens[1:], probs):
-        if token.lower() in ("map", "sequence_map", "linear_sequence_map", "aggregate", "selector_width"):
+        if token.lower() in OP_KINDS:
             index += 1
         if token == "EOS" or index < 0:
             continue

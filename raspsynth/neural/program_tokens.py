@@ -28,13 +28,11 @@ import dataclasses
 import functools
 
 from raspsynth.program.evaluate import PREDICATES
-from raspsynth.program.functions import LIBRARY
 from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
 from raspsynth.symbolic.value_semantics import library_functions
 
 MAX_OPS = 16
-MAX_TOKENS = 64  # the longest sequence, BOS and EOS included
-_LONGEST_GROUP = 6
+MAX_TOKENS = 2 + 6 * MAX_OPS  # the longest sequence: BOS, MAX_OPS groups of at most 6, EOS
 COEFFICIENTS = (-3, -2, -1, 0, 1, 2, 3)
 OP_KINDS = ("map", "sequence_map", "linear_sequence_map", "aggregate", "selector_width")
 ENCODINGS = ("categorical", "numerical")
@@ -54,7 +52,7 @@ def vocabulary() -> tuple[str, ...]:
     tokens += [f"CMP_{c}" for c in PREDICATES]
     tokens += [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
     tokens += [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
-    tokens += [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]
+    tokens += [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]  # COEFFICIENT_TOKENS
     return tuple(tokens)
 
 
@@ -82,28 +80,39 @@ def to_tokens(program: Program) -> list[str]:
     if value_ops[-1].name != program.output:
         raise TokenError("the output must be the last op (reorder the program first)")
     for op in value_ops:
-        out += [op.kind.upper(), f"ENC_{op.encoding}"]
-        if op.kind in ("aggregate", "selector_width"):
-            select = program.op(op.inputs[0])
-            keys, queries = select.inputs
-            out += [f"REF_{refs[keys]}", f"REF_{refs[queries]}", f"CMP_{select.comparison}"]
-            if op.kind == "aggregate":
-                out.append(f"REF_{refs[op.inputs[1]]}")
-        else:
-            out += [f"REF_{refs[i]}" for i in op.inputs]
-            if op.kind == "linear_sequence_map":
-                out += [_coefficient_token(c) for c in op.coefficients]
-            else:
-                token = _fn_token(op.fn) if op.fn.name != "table" else None
-                if token not in token_ids():
-                    token = "FN_TABLE" if op.kind == "map" else "FN2_TABLE"
-                out.append(token)
+        out += op_tokens(op, program, refs)
         refs[op.name] = len(refs)
     return out + ["EOS"]
 
 
-def _coefficient_token(c: float) -> str:
-    return f"COEF_{int(c)}" if float(c).is_integer() and int(c) in COEFFICIENTS else "COEF_OTHER"
+def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
+    """The token group of one value op of `program`; `refs` numbers its operands."""
+    out = [op.kind.upper(), f"ENC_{op.encoding}"]
+    if op.kind in ("aggregate", "selector_width"):
+        select = program.op(op.inputs[0])
+        keys, queries = select.inputs
+        out += [f"REF_{refs[keys]}", f"REF_{refs[queries]}", f"CMP_{select.comparison}"]
+        if op.kind == "aggregate":
+            out.append(f"REF_{refs[op.inputs[1]]}")
+    else:
+        out += [f"REF_{refs[i]}" for i in op.inputs]
+        if op.kind == "linear_sequence_map":
+            out += [coefficient_token(c) for c in op.coefficients]
+        else:
+            token = _fn_token(op.fn) if op.fn.name != "table" else None
+            if token not in token_ids():
+                token = "FN_TABLE" if op.kind == "map" else "FN2_TABLE"
+            out.append(token)
+    return out
+
+
+COEFFICIENT_TOKENS = tuple(f"COEF_{k}" for k in COEFFICIENTS) + ("COEF_OTHER",)
+
+
+def coefficient_token(c: float) -> str:
+    """COEF_k for a coefficient within 1e-3 of a small integer k, else COEF_OTHER."""
+    near = round(float(c))
+    return f"COEF_{near}" if abs(float(c) - near) < 1e-3 and near in COEFFICIENTS else "COEF_OTHER"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +143,7 @@ class Grammar:
     prefix: tuple[str, ...] = ()
     encodings: tuple[str, ...] = ("categorical", "categorical")  # per ref
     finished: bool = False
+    ops: int | None = None  # exactly this many ops (None: 1 to MAX_OPS)
 
     def _group(self) -> list[str]:
         """Tokens of the op being written (after its kind token)."""
@@ -150,14 +160,20 @@ class Grammar:
         group = self._group()
         n_ops = len(self.encodings) - len(SOURCES)
         if not group or self._complete(group):
-            room = n_ops < MAX_OPS and len(self.prefix) + _LONGEST_GROUP < MAX_TOKENS
+            room = n_ops < (MAX_OPS if self.ops is None else self.ops)
+            end = n_ops > 0 if self.ops is None else n_ops == self.ops
             kinds = {k.upper() for k in OP_KINDS if self._can_start(k)} if room else set()
-            return frozenset(kinds | ({"EOS"} if n_ops > 0 else set()))
+            return frozenset(kinds | ({"EOS"} if end else set()))
         kind, rest = group[0].lower(), group[1:]
-        slots = _SLOTS[kind]
+        slots = SLOTS[kind]
         slot = slots[len(rest)]
         encoding = rest[0][4:] if rest else None
         return frozenset(self._slot_tokens(kind, slot, encoding))
+
+    def current_group(self) -> list[str] | None:
+        """Tokens of the op being written (its kind first), or None between ops."""
+        group = self._group()
+        return group if group and not self._complete(group) else None
 
     def _can_start(self, kind: str) -> bool:
         categorical = self.encodings.count("categorical")
@@ -169,7 +185,7 @@ class Grammar:
         return True
 
     def _complete(self, group: list[str]) -> bool:
-        return len(group) - 1 == len(_SLOTS[group[0].lower()])
+        return len(group) - 1 == len(SLOTS[group[0].lower()])
 
     def _slot_tokens(self, kind: str, slot: str, encoding: str | None) -> list[str]:
         if slot == "enc":
@@ -188,21 +204,21 @@ class Grammar:
         if slot == "cmp":
             return [f"CMP_{c}" for c in PREDICATES]
         if slot == "fn":
-            # A numerical map feeds means: its values are 0/1 (boolean functions).
-            fns = [fn for fn in library_functions(1) if encoding != "numerical" or LIBRARY[fn.name].boolean]
-            return [_fn_token(fn) for fn in fns] + ["FN_TABLE"]
+            # Any function: the sampler gives numerical maps boolean ones, but a
+            # reading may name another one equal to it on the values that occur.
+            return [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
         if slot == "fn2":
             return [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
-        return [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]
+        return list(COEFFICIENT_TOKENS)
 
     def push(self, token: str) -> Grammar:
         prefix = self.prefix + (token,)
         if token == "EOS":
-            return Grammar(prefix, self.encodings, True)
-        state = Grammar(prefix, self.encodings)
+            return dataclasses.replace(self, prefix=prefix, finished=True)
+        state = dataclasses.replace(self, prefix=prefix)
         group = state._group()
         if group and state._complete(group):
-            return Grammar(prefix, self.encodings + (group[1][4:],))
+            return dataclasses.replace(state, encodings=self.encodings + (group[1][4:],))
         return state
 
     def program(self) -> Decoded:
@@ -242,7 +258,7 @@ class Grammar:
         return Decoded(Program(tuple(ops), names[-1]), holes)
 
 
-_SLOTS = {
+SLOTS = {
     "map": ("enc", "ref", "fn"),
     "sequence_map": ("enc", "ref", "ref", "fn2"),
     "linear_sequence_map": ("enc", "ref", "ref", "coef", "coef"),

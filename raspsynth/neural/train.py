@@ -5,18 +5,23 @@ val splits; the test split is never read here) and a `TrainConfig`. Out: a
 checkpoint (model config and weights, optimizer, schedule and step, so a
 run resumes where it stopped), a CSV log of loss and validation accuracy,
 and the best-validation weights beside it (`*.best.pt`; best by exact
-sequences, then token accuracy). `export_checkpoint` strips a checkpoint to
+programs, then token accuracy). `export_checkpoint` strips a checkpoint to
 half-precision weights for shipping.
 
+Each program's model is read once (`encode_blocks`, about 30 ms) and its
+target tokens aligned to the reading (`targets`); the encoded split is
+cached under `DIR/cache/`, so later runs start at once. Programs whose
+reading fails or does not align are skipped and counted.
+
 AdamW with linear warmup then cosine decay, gradient clipping, validation
-every `val_every` steps (teacher-forced token accuracy and whole-sequence
+every `val_every` steps (teacher-forced token accuracy and whole-program
 exact match), a tqdm progress bar. On CUDA it uses bf16 autocast; on the
 CPU, float32. Under `torchrun` it runs DistributedDataParallel (NCCL on
 CUDA, gloo on the CPU), each rank drawing its own batches; rank 0 logs and
 writes checkpoints.
 
-Every program is trained with its residual freshly permuted each time it is
-drawn, so nothing can be learnt from the residual's order.
+No residual permutation is needed during training: the reading does not
+depend on the residual's order (tests check this on permuted models).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import csv
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
+import pickle
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -36,73 +43,144 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from raspsynth.data.shards import load_examples
+from raspsynth.data.shards import DatasetError, complete_shards, load_shard
 from raspsynth.errors import RaspsynthError
-from raspsynth.neural.meta_model import MetaModel, MetaModelConfig, collate
-from raspsynth.neural.program_tokens import MAX_TOKENS, TokenError, to_tokens, token_ids
-from raspsynth.neural.weight_encoding import encode_weights
+from raspsynth.neural.block_encoding import encode_blocks
+from raspsynth.neural.meta_model import MAX_SLOTS, MetaModel, MetaModelConfig, collate
+from raspsynth.neural.program_tokens import OP_KINDS, token_ids
+from raspsynth.neural.targets import reading_targets
+from raspsynth.program.ir import SOURCES, Program
 from raspsynth.tracr_bridge.model import Model
+
+ENCODING_VERSION = 2  # bump when the features or targets change: old caches are ignored
+IGNORE = -100
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     steps: int = 4000
-    batch_size: int = 32
-    lr: float = 5e-4
+    batch_size: int = 64
+    lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.01
     clip: float = 1.0
     val_every: int = 250
     checkpoint_every: int = 250
     max_train: int | None = None  # programs read from the train split (None: all)
-    max_val: int = 256
+    max_val: int = 512
     max_minutes: float | None = None  # stop (validated and saved) after this much wall time
+    workers: int = 2  # processes reading the dataset's models
     seed: int = 0
     model: MetaModelConfig = MetaModelConfig()
 
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    model: Model
-    tokens: np.ndarray  # int64 token ids, BOS ... EOS
+    """One program: its reading's rows and, per row, the target kind and slot tokens."""
+
+    features: np.ndarray  # [R, FEATURES] float16
+    kinds: np.ndarray  # [R] int64 index into OP_KINDS; IGNORE on the source rows
+    slots: np.ndarray  # [R, MAX_SLOTS] int64 token ids after the kind token; IGNORE as padding
 
 
-def load_split(directory: str | Path, split: str, limit: int | None) -> list[Example]:
-    ids = token_ids()
-    examples = []
-    for _, program, model in load_examples(directory, split):
-        try:
-            tokens = to_tokens(program)
-        except TokenError:
-            continue  # longer than the grammar takes
-        if len(tokens) > MAX_TOKENS:
-            continue
-        examples.append(Example(model, np.array([ids[t] for t in tokens], dtype=np.int64)))
-        if limit is not None and len(examples) >= limit:
-            break
+def example_of(program: Program, model: Model) -> Example | None:
+    """The training example of a compiled program; None when unreadable or unaligned."""
+    encoded = encode_blocks(model)
+    if encoded is None:
+        return None
+    tokens = reading_targets(program, encoded, model)
+    if tokens is None:
+        return None
+    rows = encoded.features.shape[0]
+    kinds = np.full(rows, IGNORE, dtype=np.int64)
+    slots = np.full((rows, MAX_SLOTS), IGNORE, dtype=np.int64)
+    ids, row, slot = token_ids(), len(SOURCES) - 1, 0
+    for token in tokens[1:-1]:
+        if token.lower() in OP_KINDS:
+            row, slot = row + 1, 0
+            kinds[row] = OP_KINDS.index(token.lower())
+        else:
+            slots[row, slot], slot = ids[token], slot + 1
+    return Example(encoded.features.astype(np.float16), kinds, slots)
+
+
+def _shard_examples(job: tuple[str, int, str]) -> tuple[list[Example], int]:
+    directory, index, split = job
+    examples, skipped = [], 0
+    for _, program, model in load_shard(directory, index, split):
+        example = example_of(program, model)
+        if example is None:
+            skipped += 1
+        else:
+            examples.append(example)
+    return examples, skipped
+
+
+def load_split(
+    directory: str | Path, split: str, limit: int | None, workers: int = 1, quiet: bool = True
+) -> list[Example]:
+    """Up to `limit` examples of a split, read in shard order (cached)."""
+    directory = Path(directory)
+    if not (directory / "manifest.json").exists():
+        raise DatasetError(f"{directory}: not a raspsynth dataset (run `raspsynth data generate` first)")
+    cache = directory / "cache" / f"blocks-v{ENCODING_VERSION}-{split}-{limit or 'all'}.pkl"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    jobs = [(str(directory), index, split) for index in complete_shards(directory)]
+    examples, skipped = [], 0
+    context = multiprocessing.get_context("spawn")
+    with tqdm(total=limit, desc=f"reading {split} models", disable=quiet) as bar:
+        pool = context.Pool(workers) if workers > 1 else None
+        results = pool.imap(_shard_examples, jobs) if pool else map(_shard_examples, jobs)
+        for shard, shard_skipped in results:
+            examples += shard
+            skipped += shard_skipped
+            bar.update(len(shard))
+            bar.set_postfix(skipped=skipped)
+            if limit is not None and len(examples) >= limit:
+                break
+        if pool:
+            pool.terminate()
+    examples = examples[:limit]
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(examples, protocol=5))
+    tmp.replace(cache)  # atomic: concurrent ranks or a killed run never leave a torn cache
     return examples
 
 
-def batch_of(examples: list[Example], rng: np.random.Generator, device):
-    """Encoded weights (each residual freshly permuted) and padded token ids."""
-    encoded = [encode_weights(e.model.permuted(int(rng.integers(2**31)))) for e in examples]
-    features, pairs, mask = collate(encoded, device)
-    length = max(len(e.tokens) for e in examples)
-    tokens = np.zeros((len(examples), length), dtype=np.int64)
+def batch_of(examples: list[Example], device):
+    """Padded features, mask, target kinds and target slot tokens."""
+    features, mask = collate([e.features.astype(np.float32) for e in examples], device)
+    rows = features.shape[1]
+    kinds = np.full((len(examples), rows), IGNORE, dtype=np.int64)
+    slots = np.full((len(examples), rows, MAX_SLOTS), IGNORE, dtype=np.int64)
     for i, e in enumerate(examples):
-        tokens[i, : len(e.tokens)] = e.tokens
-    return features, pairs, mask, torch.from_numpy(tokens).to(device)
+        kinds[i, : len(e.kinds)], slots[i, : len(e.kinds)] = e.kinds, e.slots
+    return features, mask, torch.from_numpy(kinds).to(device), torch.from_numpy(slots).to(device)
 
 
-def sequence_loss(meta_model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean token cross-entropy, token accuracy, exact-sequence match) under teacher forcing."""
-    features, pairs, mask, tokens = batch
-    logits = meta_model(features, pairs, mask, tokens[:, :-1])
-    target = tokens[:, 1:]
-    real = target != 0
-    loss = nn.functional.cross_entropy(logits.float().transpose(1, 2), target, ignore_index=0)
-    right = (logits.argmax(-1) == target) | ~real
-    return loss, right[real].float().mean(), right.all(dim=1).float().mean()
+def op_loss(meta_model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy per target token, token accuracy, exact-program match),
+    the slot tokens read at each op's target kind."""
+    features, mask, kinds, slots = batch
+    kind_logits, slot_logits = meta_model(features, mask)
+    b, r, k, s, v = slot_logits.shape
+    at_kind = kinds.clamp(min=0)[:, :, None, None, None].expand(b, r, 1, s, v)
+    slot_logits = slot_logits.gather(2, at_kind).squeeze(2)  # [B, R, S, V]
+    kind_loss = nn.functional.cross_entropy(
+        kind_logits.float().reshape(-1, k), kinds.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    slot_loss = nn.functional.cross_entropy(
+        slot_logits.float().reshape(-1, v), slots.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    target = torch.cat([kinds.reshape(-1), slots.reshape(-1)])
+    real = target != IGNORE
+    loss = (kind_loss + slot_loss) / real.sum().clamp(min=1)
+    right = torch.cat([kind_logits.argmax(-1).reshape(-1), slot_logits.argmax(-1).reshape(-1)]) == target
+    right = right | ~real
+    per_program = torch.cat([right[: b * r].reshape(b, r), right[b * r :].reshape(b, r * s)], dim=1)
+    return loss, right[real].float().mean(), per_program.all(dim=1).float().mean()
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -150,8 +228,9 @@ def train(
     )
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, rank])
-    train_set = load_split(data, "train", config.max_train)
-    val_set = load_split(data, "val", config.max_val)
+    quiet_data = quiet or rank != 0
+    train_set = load_split(data, "train", config.max_train, config.workers, quiet_data)
+    val_set = load_split(data, "val", config.max_val, config.workers, quiet_data)
     if not train_set:
         raise RaspsynthError(f"no training programs under {data} (run `raspsynth data generate` first)")
     meta_model = MetaModel(config.model).to(device)
@@ -176,9 +255,9 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
         picked = rng.choice(len(train_set), size=min(config.batch_size, len(train_set)), replace=False)
-        batch = batch_of([train_set[i] for i in picked], rng, device)
+        batch = batch_of([train_set[i] for i in picked], device)
         with autocast:
-            loss, _, _ = sequence_loss(wrapped, batch)
+            loss, _, _ = op_loss(wrapped, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(wrapped.parameters(), config.clip)
@@ -213,13 +292,12 @@ def train(
 
 
 @torch.no_grad()
-def evaluate_split(meta_model: MetaModel, examples: list[Example], device, batch_size: int = 64) -> dict:
+def evaluate_split(meta_model: MetaModel, examples: list[Example], device, batch_size: int = 128) -> dict:
     meta_model.eval()
-    rng = np.random.default_rng(0)
     totals = np.zeros(3)
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        loss, token_accuracy, exact = sequence_loss(meta_model, batch_of(chunk, rng, device))
+        loss, token_accuracy, exact = op_loss(meta_model, batch_of(chunk, device))
         totals += np.array([loss.item(), token_accuracy.item(), exact.item()]) * len(chunk)
     loss, token_accuracy, exact = totals / max(1, len(examples))
     return {"val_loss": loss, "val_token_accuracy": token_accuracy, "val_exact": exact}

@@ -184,6 +184,7 @@ class _Run:
 
         # The meta-model loads (and torch imports) only when a stage needs it.
         self.checkpoint, self._meta_model = None, None
+        self.decompiled = None
         if mode == "search":
             self.report["meta_model"] = "not used (mode search)"
         elif default_checkpoint().exists():
@@ -218,6 +219,7 @@ class _Run:
         if config.symbolic:
             timeout = config.solver_timeout_ms if config.z3 else None
             decompiled = self._timed("decompile", decompile_structure, model, timeout)
+            self.decompiled = decompiled  # the meta-model reads the same blocks
             self.report["recognised"] = readable = decompiled.recognised
             self.report["reason"] = decompiled.reason
             if readable:
@@ -309,7 +311,13 @@ class _Run:
             beam=config.beam,
             top_k=config.top_k,
             hole_threshold=config.hole_threshold,
+            decompiled=self.decompiled,
         )
+        if not sketches:
+            return _Attempt(
+                status="no candidate: the meta-model reads the symbolic layer's blocks, and these "
+                "weights have none (not tracr-structured)"
+            )
         if not config.ranking:
             sketches = [sketches[i] for i in np.random.default_rng(self.seed).permutation(len(sketches))]
         best = _Attempt()

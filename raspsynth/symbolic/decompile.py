@@ -88,6 +88,48 @@ def match_library(rows: dict[tuple, Hashable], numerical: bool) -> Fn | None:
     return None
 
 
+def mlp_value_rows(
+    model: Model, structure: Structure, tables: dict, values: ValueAssignment, component: Component
+) -> tuple[tuple[str, ...], dict[tuple, Hashable]]:
+    """A sub-MLP's table in values: (its input blocks, {argument values: result}).
+    An MLP that reads nothing is a constant; it is given `tokens` as input."""
+    table: MlpTable = tables[component.name]
+    numerical = structure.block(component.name).encoding == "numerical"
+
+    def value(name: str, key) -> Hashable:
+        return _plain(key) if structure.block(name).encoding == "numerical" else values.values[key]
+
+    rows = {
+        tuple(value(i, k) for i, k in zip(component.inputs, key)): _plain(out)
+        if numerical
+        else values.values[out]
+        for key, out in table.rows.items()
+    }
+    if component.inputs:
+        return component.inputs, rows
+    (constant,) = rows.values()
+    return ("tokens",), {(t,): constant for t in model.spec.vocab}
+
+
+def library_fit(
+    rows: dict[tuple, Hashable], numerical: bool, order: tuple[int, ...] | None = None
+) -> list[float]:
+    """Per library function of the rows' arity (in `library_functions` order),
+    the fraction of `rows` it reproduces; `order` permutes each row's arguments
+    first (`(1, 0)`: the function applied to the arguments swapped)."""
+    arity = len(next(iter(rows)))
+    order = order or tuple(range(arity))
+    fits = []
+    for fn in library_functions(arity):
+        f = fn.bind()
+        agree = sum(
+            _same(apply_ignoring_errors(f, *(args[i] for i in order)), result, numerical)
+            for args, result in rows.items()
+        )
+        fits.append(agree / len(rows))
+    return fits
+
+
 def _same(got, want, numerical: bool) -> bool:
     if got is None:
         return False
@@ -121,11 +163,6 @@ class _ProgramBuilder:
                 self._attention(component)
         return Program(tuple(self.ops), self.names[self.structure.output])
 
-    def _value(self, name: str, key) -> Hashable:
-        if self.structure.block(name).encoding == "numerical":
-            return _plain(key)
-        return self.values.values[key]
-
     def _mlp(self, component: Component) -> None:
         table: MlpTable = self.tables[component.name]
         block = self.structure.block(component.name)
@@ -147,14 +184,9 @@ class _ProgramBuilder:
                 kind, name, tuple(self.names[i] for i in inputs), "numerical", coefficients=table.coefficients
             )
         else:
-            rows = {}
-            for key, out in table.rows.items():
-                args = tuple(self._value(i, k) for i, k in zip(inputs, key))
-                rows[args if args else (None,)] = _plain(out) if numerical else self.values.values[out]
-            if not inputs:  # reads nothing: a constant, whatever its input
-                inputs, confidence = ("tokens",), 0.5
-                (constant,) = rows.values()
-                rows = {(t,): constant for t in self.model.spec.vocab}
+            inputs, rows = mlp_value_rows(self.model, self.structure, self.tables, self.values, component)
+            if not component.inputs:  # reads nothing: a constant, whatever its input
+                confidence = 0.5
             fn = match_library(rows, numerical)
             if fn is None:
                 fn = Fn.from_table({k if len(k) > 1 else k[0]: v for k, v in rows.items()}, len(inputs))

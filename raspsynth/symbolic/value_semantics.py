@@ -64,16 +64,26 @@ def library_functions(arity: int) -> tuple[Fn, ...]:
 def comparison_of(selects: dict, values: dict[int, Hashable]) -> str | None:
     """The first of tracr's comparisons that gives `selects` under `values`,
     or None. A predicate that reads no query or no key is constant."""
+    return next((name for name, fit in comparison_fit(selects, values).items() if fit == 1.0), None)
+
+
+def comparison_fit(selects: dict, values: dict[int, Hashable]) -> dict[str, float]:
+    """Each of tracr's comparisons -> the fraction of `selects` it gives under
+    `values`. Only TRUE and FALSE fit a predicate that reads no query or no key."""
+    if not selects:
+        return dict.fromkeys(PREDICATES, 1.0)
+    fit = dict.fromkeys(PREDICATES, 0.0)
     if any(q is None or k is None for q, k in selects):
-        chosen = set(selects.values())
-        return "TRUE" if chosen == {True} else "FALSE" if chosen == {False} else None
+        chosen = list(selects.values())
+        fit["TRUE"], fit["FALSE"] = chosen.count(True) / len(chosen), chosen.count(False) / len(chosen)
+        return fit
     for name, predicate in PREDICATES.items():
         try:
-            if all(bool(predicate(values[k], values[q])) == chosen for (q, k), chosen in selects.items()):
-                return name
+            agree = sum(bool(predicate(values[k], values[q])) == chosen for (q, k), chosen in selects.items())
         except TypeError:  # values that do not order (strings against numbers)
             continue
-    return None
+        fit[name] = agree / len(selects)
+    return fit
 
 
 def assign_values(

@@ -14,18 +14,20 @@ import torch
 
 from raspsynth import synthesize
 from raspsynth.data.generate import generate
-from raspsynth.neural.decode import beam_search
+from raspsynth.neural.block_encoding import encode_blocks
+from raspsynth.neural.decode import _log_probs, beam_search
 from raspsynth.neural.meta_model import MetaModel, MetaModelConfig, collate
-from raspsynth.neural.program_tokens import Grammar, from_tokens, to_tokens, token_ids, vocabulary
+from raspsynth.neural.program_tokens import Grammar, from_tokens, to_tokens
 from raspsynth.neural.train import (
     TrainConfig,
     batch_of,
+    example_of,
     export_checkpoint,
     load_meta_model,
     load_split,
+    op_loss,
     train,
 )
-from raspsynth.neural.weight_encoding import encode_weights
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.sampler import SamplerConfig
@@ -34,7 +36,7 @@ from raspsynth.tracr_bridge.lib_programs import lib_programs
 from tests.conftest import REPO
 from tests.helpers import random_programs
 
-TINY = MetaModelConfig(width=32, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0)
+TINY = MetaModelConfig(width=32, heads=2, layers=1, dropout=0.0)
 
 
 def test_tokens_round_trip_sampled_programs():
@@ -46,51 +48,63 @@ def test_tokens_round_trip_sampled_programs():
             )
 
 
-def test_logits_do_not_change_when_the_residual_is_permuted():
+def test_predictions_do_not_change_when_the_residual_is_permuted():
     torch.manual_seed(0)
     meta_model = MetaModel(MetaModelConfig()).eval()
     entry = lib_programs()["make_sort_freq"]
     model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
-    tokens = torch.tensor([[token_ids()[t] for t in ("BOS", "SELECTOR_WIDTH", "ENC_categorical", "REF_0")]])
+    reference = encode_blocks(model)
     with torch.no_grad():
-        reference = meta_model(*collate([encode_weights(model)]), tokens)
+        kinds, slots = meta_model(*collate([reference]))
         for seed in (1, 2, 3):
-            permuted = meta_model(*collate([encode_weights(model.permuted(seed))]), tokens)
-            assert torch.allclose(reference, permuted, atol=1e-4)
-    # ... and a batch padded to a larger model gives the same logits as alone.
-    big = compile_program(lib_programs()["make_shuffle_dyck"].build(), {"(", ")"}, 5)
-    with torch.no_grad():
-        padded = meta_model(*collate([encode_weights(model), encode_weights(big)]), tokens.repeat(2, 1))
-    assert torch.allclose(reference[0], padded[0], atol=1e-4)
+            permuted = encode_blocks(model.permuted(seed))
+            assert np.array_equal(permuted.features, reference.features)
+            other_kinds, other_slots = meta_model(*collate([permuted]))
+            assert torch.allclose(kinds, other_kinds, atol=1e-5) and torch.allclose(
+                slots, other_slots, atol=1e-5
+            )
+        # ... and a shorter reading padded in a batch gives the same logits as alone.
+        small = encode_blocks(compile_program(lib_programs()["make_hist"].build(), set(range(5)), 5))
+        rows = small.features.shape[0]
+        assert rows < reference.features.shape[0]
+        alone_kinds, alone_slots = meta_model(*collate([small]))
+        padded_kinds, padded_slots = meta_model(*collate([small, reference]))
+        assert torch.allclose(alone_kinds[0], padded_kinds[0, :rows], atol=1e-5)
+        assert torch.allclose(alone_slots[0], padded_slots[0, :rows], atol=1e-5)
+    sketches = [beam_search(meta_model, m, beam=4, top_k=3) for m in (model, model.permuted(7))]
+    assert [s.tokens for s in sketches[0]] == [s.tokens for s in sketches[1]]
+
+
+def test_weights_without_tracr_structure_give_no_reading_and_no_sketches():
+    model = compile_program(lib_programs()["make_hist"].build(), set(range(5)), 5)
+    assert encode_blocks(model) is not None
+    assert encode_blocks(model.rotated(0)) is None
+    assert beam_search(MetaModel(TINY), model.rotated(0)) == []
 
 
 def test_1000_grammar_masked_decodes_are_all_valid_programs():
     torch.manual_seed(1)
     meta_model = MetaModel(TINY).eval()
-    model = compile_program(lib_programs()["make_hist"].build(), set(range(5)), 5)
-    features, pairs, mask = collate([encode_weights(model)])
-    ids, names = token_ids(), vocabulary()
-    rng = np.random.default_rng(0)
+    model = compile_program(lib_programs()["make_sort_unique"].build(), set(range(5)), 5)
+    encoded = encode_blocks(model)
     with torch.no_grad():
-        memory = meta_model.encode(features, pairs, mask).expand(1000, -1, -1)
-        masks = mask.expand(1000, -1)
-        grammars = [Grammar().push("BOS") for _ in range(1000)]
-        sequences = [[ids["BOS"]] for _ in range(1000)]
-        while not all(g.finished for g in grammars):
-            logits = meta_model.decode(memory, masks, torch.tensor(sequences))[:, -1]
-            for i, grammar in enumerate(grammars):
-                if grammar.finished:
-                    sequences[i].append(0)
-                    continue
-                allowed = [ids[t] for t in grammar.allowed()]
-                p = torch.softmax(logits[i, allowed], 0).numpy().astype(np.float64)
-                choice = allowed[rng.choice(len(allowed), p=p / p.sum())]
-                grammars[i] = grammar.push(names[choice])
-                sequences[i].append(choice)
-    for grammar in grammars:
+        kinds, slots = (x[0].numpy() for x in meta_model(*collate([encoded])))
+    # Random logits as well as the untrained model's, so that every token gets weight.
+    rng = np.random.default_rng(0)
+    programs = set()
+    for i in range(1000):
+        if i % 2:
+            kinds, slots = rng.normal(0, 3, kinds.shape), rng.normal(0, 3, slots.shape)
+        grammar = Grammar(ops=encoded.ops).push("BOS")
+        while not grammar.finished:
+            allowed = sorted(grammar.allowed())
+            p = np.exp(_log_probs(grammar, allowed, kinds, slots))
+            grammar = grammar.push(allowed[rng.choice(len(allowed), p=p / p.sum())])
         decoded = grammar.program()  # raises ProgramError if invalid
+        assert len([op for op in decoded.program.ops if op.kind != "select"]) == encoded.ops
         evaluate(decoded.program, [(0, 1, 2), (4,)])  # and it runs
-    assert len({g.prefix for g in grammars}) > 500  # sampling really explored
+        programs.add(grammar.prefix)
+    assert len(programs) > 500  # sampling really explored
 
 
 @pytest.fixture(scope="module")
@@ -102,40 +116,66 @@ def tiny_dataset(tmp_path_factory):
 
 def test_a_tiny_dataset_is_overfit(tiny_dataset, tmp_path, monkeypatch):
     examples = load_split(tiny_dataset, "train", 8)
-    config = TrainConfig(steps=300, batch_size=8, lr=3e-3, warmup=20, val_every=300, max_train=8, model=TINY)
+    assert len(examples) == 8
+    config = TrainConfig(
+        steps=300, batch_size=8, lr=3e-3, warmup=20, val_every=300, max_train=8, workers=1, model=TINY
+    )
     train(tiny_dataset, tmp_path / "ckpt.pt", config, quiet=True)
     meta_model = load_meta_model(tmp_path / "ckpt.pt")
-    rng = np.random.default_rng(5)
     with torch.no_grad():
-        from raspsynth.neural.train import sequence_loss
-
-        loss, accuracy, exact = sequence_loss(meta_model, batch_of(examples, rng, "cpu"))
+        loss, accuracy, exact = op_loss(meta_model, batch_of(examples, "cpu"))
     assert loss.item() < 0.05 and exact.item() == 1.0
-    # Beam search recovers the training programs themselves (fresh permutation).
-    for example in examples[:3]:
-        best = beam_search(meta_model, example.model.permuted(9), beam=4, top_k=1)[0]
-        assert [token_ids()[t] for t in best.tokens] == example.tokens.tolist()
+    # Beam search recovers the training programs (a fresh permutation of their residual).
+    from raspsynth.data.shards import load_examples
+
+    pairs = [(program, model) for _, program, model in load_examples(tiny_dataset, "train")][:3]
+    models = [model for _, model in pairs]
+    targets = [_example_tokens(example_of(program, model)) for program, model in pairs]
+    for model, target in zip(models, targets):
+        best = beam_search(meta_model, model.permuted(9), beam=4, top_k=1)[0]
+        assert _target_tokens(best.tokens) == target
     # The shipped form (float16 weights only) decodes the same.
     export_checkpoint(tmp_path / "ckpt.pt", tmp_path / "slim.pt")
     slim = load_meta_model(tmp_path / "slim.pt")
     assert (tmp_path / "slim.pt").stat().st_size < (tmp_path / "ckpt.pt").stat().st_size / 4
-    for example in examples[:3]:
-        best = beam_search(slim, example.model, beam=4, top_k=1)[0]
-        assert [token_ids()[t] for t in best.tokens] == example.tokens.tolist()
+    for model, target in zip(models, targets):
+        best = beam_search(slim, model, beam=4, top_k=1)[0]
+        assert _target_tokens(best.tokens) == target
     # synthesize(mode="neural") uses the checkpoint: the best sketch, verified, no search.
     pipeline = importlib.import_module("raspsynth.search.synthesize")
     monkeypatch.setattr(pipeline, "default_checkpoint", lambda: tmp_path / "slim.pt")
-    result = synthesize(examples[0].model.permuted(4), mode="neural", budget_s=60)
+    # (a sketch with a hole holds a placeholder, which need not verify)
+    whole = next(m for m, t in zip(models, targets) if not {"FN_TABLE", "FN2_TABLE", "COEF_OTHER"} & set(t))
+    result = synthesize(whole.permuted(4), mode="neural", budget_s=60)
     assert result.verified and {op["from"] for op in result.report["ops"]} == {"neural"}
     assert result.report["meta_model"] == "loaded slim.pt"
     # The CSV log has a header and a row per validation.
     assert (tmp_path / "ckpt.csv").read_text().splitlines()[0].startswith("step,lr,loss")
 
 
+def _target_tokens(tokens) -> list[str]:
+    return [t for t in tokens if t not in ("BOS", "EOS")]
+
+
+def _example_tokens(example) -> list[str]:
+    """An example's target tokens, back from its per-row arrays."""
+    from raspsynth.neural.program_tokens import OP_KINDS, vocabulary
+
+    out = []
+    for kind, slots in zip(example.kinds, example.slots):
+        if kind >= 0:
+            out += [OP_KINDS[kind].upper()] + [vocabulary()[t] for t in slots if t >= 0]
+    return out
+
+
 def test_training_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
-    config = TrainConfig(steps=20, batch_size=4, warmup=5, val_every=10, checkpoint_every=10, model=TINY)
+    config = TrainConfig(
+        steps=20, batch_size=4, warmup=5, val_every=10, checkpoint_every=10, workers=1, model=TINY
+    )
     train(tiny_dataset, tmp_path / "ckpt.pt", config, quiet=True)
-    longer = TrainConfig(steps=30, batch_size=4, warmup=5, val_every=10, checkpoint_every=10, model=TINY)
+    longer = TrainConfig(
+        steps=30, batch_size=4, warmup=5, val_every=10, checkpoint_every=10, workers=1, model=TINY
+    )
     train(tiny_dataset, tmp_path / "ckpt.pt", longer, quiet=True)
     state = torch.load(tmp_path / "ckpt.pt", weights_only=False)
     assert state["step"] == 30
@@ -147,9 +187,9 @@ def test_distributed_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
     script = (
         "import sys; from raspsynth.neural.train import TrainConfig, train;"
         "from raspsynth.neural.meta_model import MetaModelConfig;"
-        "tiny = MetaModelConfig(width=32, heads=2, encoder_layers=1, decoder_layers=1, dropout=0.0);"
+        "tiny = MetaModelConfig(width=32, heads=2, layers=1, dropout=0.0);"
         "train(sys.argv[1], sys.argv[2], TrainConfig(steps=6, batch_size=4, warmup=2, val_every=3,"
-        " checkpoint_every=3, model=tiny), quiet=True)"
+        " checkpoint_every=3, workers=1, model=tiny), quiet=True)"
     )
     (tmp_path / "run.py").write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -1,0 +1,175 @@
+"""Block encoding: a model's weights as a sequence of recovered operations.
+
+In: a `Model`. Out: `EncodedBlocks`: one feature row per value the program
+can refer to, in reference order (row 0 `tokens`, row 1 `indices`, then one
+row per component the symbolic layer reads off the weights, in layer order:
+row r is what the program tokens call REF_r), or None when the weights
+cannot be read as tracr-structured (a rotated residual, say).
+
+Why per recovered block rather than per residual dimension: the residual's
+dimensions are an unordered set whose meaning lies in how the embeddings,
+heads and MLPs use them together. The symbolic layer already turns them into
+blocks and components by probing (`decompile_structure`), which is exact and
+invariant to any permutation of the residual by construction: the rows do
+not depend on the residual's order, so neither can the meta-model's output.
+What is left to learn is which program the reading most likely is: each
+component's operation, operands, library function and comparison, ranked,
+with the priors of the training distribution where the reading is ambiguous
+(several library functions or comparisons fit the observed values alike, an
+operand the weights never read). Layers are ordered, so rows are too.
+
+Per row (FEATURES values):
+- what it is: tokens, indices or the kind the reading gives the component
+  (map, sequence map, linear sequence map, aggregate, selector width), its
+  block's encoding, its layer, its own reference number, whether the
+  unembedding reads it, its number of values and whether they are booleans;
+- its operands, per slot (first and second MLP input, query, key, value):
+  the operand's reference number, or "unread";
+- how well each candidate fits the component's probed table in the
+  reading's values (the fraction of entries it reproduces, and whether that
+  is all of them): every library function of arity 1 (and of arity 2, with
+  the operands in order and swapped), every comparison, and a linear
+  sequence map's two coefficients (as COEF tokens and as numbers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from raspsynth.neural.program_tokens import COEFFICIENT_TOKENS, MAX_OPS, OP_KINDS, coefficient_token
+from raspsynth.program.evaluate import PREDICATES
+from raspsynth.program.ir import SOURCES
+from raspsynth.symbolic.component_tables import MlpTable
+from raspsynth.symbolic.decompile import Decompiled, decompile_structure, library_fit, mlp_value_rows
+from raspsynth.symbolic.residual_structure import Component
+from raspsynth.symbolic.value_semantics import comparison_fit, library_functions
+from raspsynth.tracr_bridge.model import Model
+
+MAX_REFS = MAX_OPS + len(SOURCES)
+MAX_LAYERS = 16
+ROW_KINDS = SOURCES + OP_KINDS
+OPERAND_SLOTS = ("first", "second", "query", "key", "value")
+_N_FN1, _N_FN2 = len(library_functions(1)), len(library_functions(2))
+_N_COEF = len(COEFFICIENT_TOKENS)
+
+_LAYOUT = {
+    "kind": len(ROW_KINDS),
+    "encoding": 2,
+    "layer": MAX_LAYERS,
+    "rank": MAX_REFS,
+    "output": 1,
+    "values": 2,  # log1p(number of values), booleans
+    "operands": len(OPERAND_SLOTS) * (MAX_REFS + 1),
+    "fn1": _N_FN1,
+    "fn2": _N_FN2,
+    "fn2_swapped": _N_FN2,
+    "comparison": len(PREDICATES),
+    # The same fits, 1 where exact: a near fit is as wrong as a poor one.
+    "fn1_exact": _N_FN1,
+    "fn2_exact": _N_FN2,
+    "fn2_swapped_exact": _N_FN2,
+    "comparison_exact": len(PREDICATES),
+    "coefficients": 2 * _N_COEF + 2,
+}
+FEATURES = sum(_LAYOUT.values())
+_OFFSET = dict(zip(_LAYOUT, np.cumsum([0, *_LAYOUT.values()])[:-1].tolist()))
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedBlocks:
+    """`features[r]` describes REF_r; `kinds[r]` is the reading's op kind for
+    r >= 2; `decompiled` is the reading itself (for targets and the search)."""
+
+    features: np.ndarray  # [2 + ops, FEATURES] float32
+    kinds: tuple[str, ...]
+    decompiled: Decompiled
+
+    @property
+    def ops(self) -> int:
+        return len(self.kinds) - len(SOURCES)
+
+
+def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> EncodedBlocks | None:
+    """The rows of `model`'s reading; None when unreadable or longer than MAX_OPS ops.
+    Pass `decompiled` when the reading exists already."""
+    decompiled = decompiled if decompiled is not None else decompile_structure(model)
+    if not decompiled.recognised:
+        return None
+    structure = decompiled.structure
+    components = structure.components
+    if len(components) > MAX_OPS:
+        return None
+    rank = {name: i for i, name in enumerate(SOURCES)}
+    rank |= {c.name: i + len(SOURCES) for i, c in enumerate(components)}
+    reading_kind = {
+        decompiled.components[op.name]: op.kind for op in decompiled.program.ops if op.kind != "select"
+    }
+    kinds = SOURCES + tuple(reading_kind[c.name] for c in components)
+    rows = np.zeros((len(rank), FEATURES), dtype=np.float32)
+    for name, r in rank.items():
+        row = rows[r]
+        kind = kinds[r]
+        block = structure.block(name)
+        _set(row, "kind", ROW_KINDS.index(kind))
+        _set(row, "encoding", int(block.encoding == "numerical"))
+        _set(row, "rank", r)
+        row[_OFFSET["output"]] = float(name == structure.output)
+        if r < len(SOURCES):
+            n_values = len(structure.value_dims(name))
+            row[_OFFSET["values"]] = np.log1p(n_values)
+            continue
+        component = structure.component(name)
+        _set(row, "layer", min(component.layer, MAX_LAYERS - 1))
+        _operands(row, component, rank)
+        if component.kind == "mlp":
+            _mlp_fit(row, model, decompiled, component)
+        else:
+            table = decompiled.tables[name]
+            fit = comparison_fit(table.selects, decompiled.values.values)
+            row[_OFFSET["comparison"] : _OFFSET["comparison"] + len(PREDICATES)] = list(fit.values())
+        if block.encoding == "categorical":
+            values = [decompiled.values.values[d] for d in block.dims]
+            row[_OFFSET["values"]] = np.log1p(len(values))
+            row[_OFFSET["values"] + 1] = float(all(isinstance(v, bool) for v in values))
+    for field in ("fn1", "fn2", "fn2_swapped", "comparison"):
+        fits = rows[:, _OFFSET[field] : _OFFSET[field] + _LAYOUT[field]]
+        rows[:, _OFFSET[f"{field}_exact"] : _OFFSET[f"{field}_exact"] + _LAYOUT[field]] = fits == 1.0
+    return EncodedBlocks(rows, kinds, decompiled)
+
+
+def _set(row: np.ndarray, field: str, index: int) -> None:
+    row[_OFFSET[field] + index] = 1.0
+
+
+def _operands(row: np.ndarray, component: Component, rank: dict[str, int]) -> None:
+    if component.kind == "mlp":
+        slots = dict(zip(("first", "second"), component.inputs))
+        if not component.inputs:
+            slots["first"] = None
+    else:
+        slots = dict(zip(("query", "key"), component.inputs))
+        if component.kind == "aggregate":
+            slots["value"] = component.value
+    for slot, operand in slots.items():
+        index = rank.get(operand, MAX_REFS) if operand is not None else MAX_REFS  # MAX_REFS: unread
+        row[_OFFSET["operands"] + OPERAND_SLOTS.index(slot) * (MAX_REFS + 1) + index] = 1.0
+
+
+def _mlp_fit(row: np.ndarray, model: Model, decompiled: Decompiled, component: Component) -> None:
+    table: MlpTable = decompiled.tables[component.name]
+    if table.coefficients is not None:
+        base = _OFFSET["coefficients"]
+        for i, c in enumerate(table.coefficients):
+            row[base + i * _N_COEF + COEFFICIENT_TOKENS.index(coefficient_token(c))] = 1.0
+            row[base + 2 * _N_COEF + i] = np.tanh(c / 4)
+        return
+    structure, tables, values = decompiled.structure, decompiled.tables, decompiled.values
+    _, rows = mlp_value_rows(model, structure, tables, values, component)
+    numerical = structure.block(component.name).encoding == "numerical"
+    if len(next(iter(rows))) == 1:
+        row[_OFFSET["fn1"] : _OFFSET["fn1"] + _N_FN1] = library_fit(rows, numerical)
+    else:
+        row[_OFFSET["fn2"] : _OFFSET["fn2"] + _N_FN2] = library_fit(rows, numerical)
+        row[_OFFSET["fn2_swapped"] : _OFFSET["fn2_swapped"] + _N_FN2] = library_fit(rows, numerical, (1, 0))
