@@ -115,10 +115,10 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
         _set(row, "kind", ROW_KINDS.index(kind))
         _set(row, "encoding", int(block.encoding == "numerical"))
         _set(row, "rank", r)
-        row[_OFFSET["output"]] = float(name == structure.output)
+        field(row, "output")[0] = float(name == structure.output)
         if r < len(SOURCES):
             n_values = len(structure.value_dims(name))
-            row[_OFFSET["values"]] = np.log1p(n_values)
+            field(row, "values")[0] = np.log1p(n_values)
             continue
         component = structure.component(name)
         _set(row, "layer", min(component.layer, MAX_LAYERS - 1))
@@ -128,19 +128,22 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
         else:
             table = decompiled.tables[name]
             fit = comparison_fit(table.selects, decompiled.values.values)
-            row[_OFFSET["comparison"] : _OFFSET["comparison"] + len(PREDICATES)] = list(fit.values())
+            field(row, "comparison")[:] = list(fit.values())
         if block.encoding == "categorical":
             values = [decompiled.values.values[d] for d in block.dims]
-            row[_OFFSET["values"]] = np.log1p(len(values))
-            row[_OFFSET["values"] + 1] = float(all(isinstance(v, bool) for v in values))
-    for field in ("fn1", "fn2", "fn2_swapped", "comparison"):
-        fits = rows[:, _OFFSET[field] : _OFFSET[field] + _LAYOUT[field]]
-        rows[:, _OFFSET[f"{field}_exact"] : _OFFSET[f"{field}_exact"] + _LAYOUT[field]] = fits == 1.0
+            field(row, "values")[:] = np.log1p(len(values)), float(all(isinstance(v, bool) for v in values))
+    for name in ("fn1", "fn2", "fn2_swapped", "comparison"):
+        field(rows, f"{name}_exact")[:] = field(rows, name) == 1.0
     return EncodedBlocks(rows, kinds, decompiled)
 
 
-def _set(row: np.ndarray, field: str, index: int) -> None:
-    row[_OFFSET[field] + index] = 1.0
+def field(rows: np.ndarray, name: str) -> np.ndarray:
+    """The columns of `rows` (one row or many) holding the feature `name`, as a view."""
+    return rows[..., _OFFSET[name] : _OFFSET[name] + _LAYOUT[name]]
+
+
+def _set(row: np.ndarray, name: str, index: int) -> None:
+    field(row, name)[index] = 1.0
 
 
 def _operands(row: np.ndarray, component: Component, rank: dict[str, int]) -> None:
@@ -154,22 +157,22 @@ def _operands(row: np.ndarray, component: Component, rank: dict[str, int]) -> No
             slots["value"] = component.value
     for slot, operand in slots.items():
         index = rank.get(operand, MAX_REFS) if operand is not None else MAX_REFS  # MAX_REFS: unread
-        row[_OFFSET["operands"] + OPERAND_SLOTS.index(slot) * (MAX_REFS + 1) + index] = 1.0
+        field(row, "operands")[OPERAND_SLOTS.index(slot) * (MAX_REFS + 1) + index] = 1.0
 
 
 def _mlp_fit(row: np.ndarray, model: Model, decompiled: Decompiled, component: Component) -> None:
     table: MlpTable = decompiled.tables[component.name]
     if table.coefficients is not None:
-        base = _OFFSET["coefficients"]
+        coefficients = field(row, "coefficients")  # two one-hot COEF tokens, then the two numbers
         for i, c in enumerate(table.coefficients):
-            row[base + i * _N_COEF + COEFFICIENT_TOKENS.index(coefficient_token(c))] = 1.0
-            row[base + 2 * _N_COEF + i] = np.tanh(c / 4)
+            coefficients[i * _N_COEF + COEFFICIENT_TOKENS.index(coefficient_token(c))] = 1.0
+            coefficients[2 * _N_COEF + i] = np.tanh(c / 4)
         return
     structure, tables, values = decompiled.structure, decompiled.tables, decompiled.values
     _, rows = mlp_value_rows(model, structure, tables, values, component)
     numerical = structure.block(component.name).encoding == "numerical"
     if len(next(iter(rows))) == 1:
-        row[_OFFSET["fn1"] : _OFFSET["fn1"] + _N_FN1] = library_fit(rows, numerical)
+        field(row, "fn1")[:] = library_fit(rows, numerical)
     else:
-        row[_OFFSET["fn2"] : _OFFSET["fn2"] + _N_FN2] = library_fit(rows, numerical)
-        row[_OFFSET["fn2_swapped"] : _OFFSET["fn2_swapped"] + _N_FN2] = library_fit(rows, numerical, (1, 0))
+        field(row, "fn2")[:] = library_fit(rows, numerical)
+        field(row, "fn2_swapped")[:] = library_fit(rows, numerical, (1, 0))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raspsynth.neural.block_encoding import _N_FN1, _N_FN2, _OFFSET, EncodedBlocks
+from raspsynth.neural.block_encoding import EncodedBlocks, field
 from raspsynth.neural.program_tokens import (
     TokenError,
     from_tokens,
@@ -96,7 +96,7 @@ def _program_group(
         if group[2:4] != ours[2:4] or op.kind == "aggregate" and group[5] != ours[5]:
             return None
         comparison = group[4][4:]
-        fit = row[_OFFSET["comparison"] + list(PREDICATES).index(comparison)]
+        fit = field(row, "comparison")[list(PREDICATES).index(comparison)]
         return group if fit == 1.0 else None
     fn = op.fn
     arity = len(op.inputs)
@@ -105,10 +105,8 @@ def _program_group(
         return None
     index = fns.index(fn)
     if arity == 1:
-        fits = row[_OFFSET["fn1"] : _OFFSET["fn1"] + _N_FN1]
-        return group if group[2] == ours[2] and fits[index] == 1.0 else None
-    fits = row[_OFFSET["fn2"] : _OFFSET["fn2"] + _N_FN2]
-    return group if group[2:4] == ours[2:4] and fits[index] == 1.0 else None
+        return group if group[2] == ours[2] and field(row, "fn1")[index] == 1.0 else None
+    return group if group[2:4] == ours[2:4] and field(row, "fn2")[index] == 1.0 else None
 
 
 def _operands(op: Op, program: Program) -> tuple[str, ...]:
