@@ -97,7 +97,9 @@ def _aggregate(row: list[bool], values: list, encoding: str):
     if any(v is MIXED for v in selected):
         return MIXED
     if encoding == "numerical":
-        if any(v is None for v in selected):
+        # Only numbers average: a value that is not one (a string a numerical
+        # Map passed through) leaves the mean undefined, as None.
+        if any(v is None or not isinstance(v, int | float) for v in selected):
             return None
         return sum(selected) / len(selected) if selected else 0
     if not selected or all(v is None for v in selected):
