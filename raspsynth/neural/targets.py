@@ -28,12 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from raspsynth.neural.block_encoding import EncodedBlocks, field
-from raspsynth.neural.program_tokens import (
-    TokenError,
-    from_tokens,
-    op_tokens,
-    to_tokens,
-)
+from raspsynth.neural.program_tokens import OP_KINDS, TokenError, from_tokens, op_tokens, to_tokens
 from raspsynth.program.evaluate import PREDICATES, trace
 from raspsynth.program.ir import SOURCES, Op, Program
 from raspsynth.symbolic.value_semantics import library_functions
@@ -43,6 +38,8 @@ ALIGNMENT_INPUTS = 48
 
 
 def reading_targets(program: Program, encoded: EncodedBlocks, model: Model) -> list[str] | None:
+    """`program`'s tokens, op i for row i + 2 of `encoded` (the reading of
+    `model`, which `program` was compiled to); None when they do not align."""
     reading = encoded.decompiled.program
     ours = [op for op in reading.ops if op.kind != "select"]
     theirs = [op for op in program.ops if op.kind != "select"]
@@ -72,9 +69,10 @@ def reading_targets(program: Program, encoded: EncodedBlocks, model: Model) -> l
 
 
 def _groups(tokens: list[str]) -> list[list[str]]:
+    """A complete token sequence split into its ops' token groups."""
     groups: list[list[str]] = []
     for token in tokens[1:-1]:
-        if token.startswith(("MAP", "SEQUENCE_MAP", "LINEAR_SEQUENCE_MAP", "AGGREGATE", "SELECTOR_WIDTH")):
+        if token.lower() in OP_KINDS:
             groups.append([])
         groups[-1].append(token)
     return groups
