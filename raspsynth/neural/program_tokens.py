@@ -85,6 +85,17 @@ def to_tokens(program: Program) -> list[str]:
     return out + ["EOS"]
 
 
+def token_groups(tokens: list[str] | tuple[str, ...]) -> list[list[str]]:
+    """A complete token sequence (BOS ... EOS) split into its ops' token groups,
+    each starting with the op's kind token."""
+    groups: list[list[str]] = []
+    for token in tokens[1:-1]:
+        if token.lower() in OP_KINDS:
+            groups.append([])
+        groups[-1].append(token)
+    return groups
+
+
 def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
     """The token group of one value op of `program`; `refs` numbers its operands."""
     out = [op.kind.upper(), f"ENC_{op.encoding}"]
@@ -223,14 +234,7 @@ class Grammar:
 
     def program(self) -> Decoded:
         ops, holes, names = [], {}, list(SOURCES)
-        groups, current = [], []
-        for token in self.prefix[1:-1]:
-            if token.lower() in OP_KINDS and current:
-                groups.append(current)
-                current = []
-            current.append(token)
-        groups.append(current)
-        for index, group in enumerate(groups):
+        for index, group in enumerate(token_groups(self.prefix)):
             kind, encoding = group[0].lower(), group[1][4:]
             name = f"{kind}_{index}"
             refs = [names[int(t[4:])] for t in group[2:] if t.startswith("REF_")]

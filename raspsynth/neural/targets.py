@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from raspsynth.neural.block_encoding import EncodedBlocks, field
-from raspsynth.neural.program_tokens import OP_KINDS, TokenError, from_tokens, op_tokens, to_tokens
+from raspsynth.neural.program_tokens import TokenError, from_tokens, op_tokens, to_tokens, token_groups
 from raspsynth.program.evaluate import PREDICATES, trace
 from raspsynth.program.ir import SOURCES, Op, Program
 from raspsynth.symbolic.value_semantics import library_functions
@@ -54,7 +54,7 @@ def reading_targets(program: Program, encoded: EncodedBlocks, model: Model) -> l
         return None
     refs = {name: i for i, name in enumerate(SOURCES)}
     refs |= {theirs[j].name: i + len(SOURCES) for i, j in enumerate(match)}
-    groups = _groups(reading_tokens)
+    groups = token_groups(reading_tokens)
     tokens = ["BOS"]
     for i, j in enumerate(match):
         row = encoded.features[i + len(SOURCES)]
@@ -66,16 +66,6 @@ def reading_targets(program: Program, encoded: EncodedBlocks, model: Model) -> l
     except TokenError:
         return None
     return tokens
-
-
-def _groups(tokens: list[str]) -> list[list[str]]:
-    """A complete token sequence split into its ops' token groups."""
-    groups: list[list[str]] = []
-    for token in tokens[1:-1]:
-        if token.lower() in OP_KINDS:
-            groups.append([])
-        groups[-1].append(token)
-    return groups
 
 
 def _program_group(

@@ -47,7 +47,7 @@ from raspsynth.data.shards import DatasetError, complete_shards, load_shard
 from raspsynth.errors import RaspsynthError
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MAX_SLOTS, MetaModel, MetaModelConfig, collate
-from raspsynth.neural.program_tokens import OP_KINDS, token_ids
+from raspsynth.neural.program_tokens import OP_KINDS, token_groups, token_ids
 from raspsynth.neural.targets import reading_targets
 from raspsynth.program.ir import SOURCES, Program
 from raspsynth.tracr_bridge.model import Model
@@ -94,13 +94,10 @@ def example_of(program: Program, model: Model) -> Example | None:
     rows = encoded.features.shape[0]
     kinds = np.full(rows, IGNORE, dtype=np.int64)
     slots = np.full((rows, MAX_SLOTS), IGNORE, dtype=np.int64)
-    ids, row, slot = token_ids(), len(SOURCES) - 1, 0
-    for token in tokens[1:-1]:
-        if token.lower() in OP_KINDS:
-            row, slot = row + 1, 0
-            kinds[row] = OP_KINDS.index(token.lower())
-        else:
-            slots[row, slot], slot = ids[token], slot + 1
+    ids = token_ids()
+    for row, (kind, *rest) in enumerate(token_groups(tokens), start=len(SOURCES)):
+        kinds[row] = OP_KINDS.index(kind.lower())
+        slots[row, : len(rest)] = [ids[t] for t in rest]
     return Example(encoded.features.astype(np.float16), kinds, slots)
 
 
