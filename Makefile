@@ -15,15 +15,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# The test suite also covers the TransformerLens path (extra `tl`); `make demo` needs no extra.
+$(VENV)/.installed-tl: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e ".[dev,tl]"
+	touch $@
+
+$(VENV)/.installed-browser: $(VENV)/.installed-tl
+	$(PY) -m pip install --quiet -e ".[dev,tl,browser]"
+	touch $@
+
 setup: $(VENV)/.installed
 
 demo: setup
 	$(PY) -m raspsynth.cli demo
 
-test: setup
+test: $(VENV)/.installed-tl
 	RASPSYNTH_SHARED=$(SHARED) $(PY) -m pytest -q
 
-test-slow: setup
+# The browser test needs a Chromium on PATH (Debian: apt-get install chromium).
+test-slow: $(VENV)/.installed-browser
 	RASPSYNTH_SHARED=$(SHARED) $(PY) -m pytest -q -m slow
 
 bench: setup

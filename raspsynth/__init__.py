@@ -14,6 +14,7 @@ from raspsynth.tracr_bridge import (
     agreement,
     compile_program,
     from_tracr,
+    from_transformer_lens,
     load_model,
     probe_inputs,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "agreement",
     "compile_program",
     "from_tracr",
+    "from_transformer_lens",
     "load_model",
     "probe_inputs",
     "synthesize",

@@ -1,8 +1,12 @@
 """`raspsynth ...` commands.
 
 raspsynth demo [--dir examples]          synthesize the bundled example models
-raspsynth synthesize MODEL.npz [--mode hybrid] [--budget 60] [--seed 0] [--json]
+raspsynth synthesize MODEL [--mode hybrid] [--budget 60] [--seed 0] [--json] [--quiet]
                                          recover a verified program from weights
+raspsynth report MODEL -o report.html    the same, as an HTML page of the circuit
+raspsynth synthesize-many MODELS... --out results.jsonl [--jobs N] [--backend ray]
+                                         a row per model, resumable
+(MODEL: a raspsynth-model/1 .npz, or a TransformerLens .pt/.pth with a spec JSON)
 raspsynth train --data DIR --out CKPT    train the meta-model (resumes when CKPT exists)
 raspsynth export-checkpoint CKPT OUT     weights only, float16, for shipping
 raspsynth info MODEL.npz                 print a model's spec and shapes
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from raspsynth.errors import RaspsynthError
@@ -28,7 +33,7 @@ def _parse_tokens(text: str, vocab: tuple) -> list:
 def cmd_info(args: argparse.Namespace) -> int:
     from raspsynth.tracr_bridge import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.spec)
     print(json.dumps(model.meta(), indent=2))
     print(f"d_model: {model.d_model}")
     return 0
@@ -37,23 +42,51 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from raspsynth.tracr_bridge import load_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.spec)
     seqs = [_parse_tokens(text, model.spec.vocab) for text in args.inputs]
     for seq, out in zip(seqs, model.run(seqs)):
         print(f"{seq} -> {out}")
     return 0
 
 
-def cmd_synthesize(args: argparse.Namespace) -> int:
+def _stage_printer(quiet: bool):
+    """Progress for people: each synthesis stage as it starts, on stderr."""
+    if quiet:
+        return None
+    began = time.monotonic()
+
+    def show(stage: str) -> None:
+        print(f"raspsynth: [{time.monotonic() - began:6.2f} s] {stage}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _synthesize(args: argparse.Namespace):
     from raspsynth.search import synthesize
     from raspsynth.search.config import read_config
+    from raspsynth.tracr_bridge import load_model
 
     config = read_config(args.config) if args.config else None
-    result = synthesize(args.model, mode=args.mode, budget_s=args.budget, seed=args.seed, config=config)
+    progress = _stage_printer(args.quiet)
+    if progress:
+        progress(f"load {args.model}")
+    model = load_model(args.model, args.spec)
+    result = synthesize(
+        model, mode=args.mode, budget_s=args.budget, seed=args.seed, config=config, progress=progress
+    )
+    if progress:
+        status = f"verified ({result.certificate})" if result.verified else "not verified"
+        progress(f"done: {status}")
+    return result
+
+
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    result = _synthesize(args)
     if args.json:
         payload = {
             "source": result.source,
             "verified": result.verified,
+            "certificate": result.certificate,
             "agreement": result.agreement,
             "program_ir": result.ir.to_json() if result.ir is not None else None,
             "report": result.report,
@@ -63,6 +96,31 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         print(result.source or "# no program found")
         print(result.summary())
     return 0 if result.verified else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    result = _synthesize(args)
+    out = Path(args.out)
+    out.write_text(result.to_html(), encoding="utf-8")
+    print(f"wrote {out}: {'verified (' + result.certificate + ')' if result.verified else 'NOT verified'}")
+    return 0 if result.verified else 1
+
+
+def cmd_synthesize_many(args: argparse.Namespace) -> int:
+    from raspsynth.batch import summary_table, synthesize_many
+
+    rows = synthesize_many(
+        args.models,
+        args.out,
+        jobs=args.jobs,
+        backend=args.backend,
+        mode=args.mode,
+        budget_s=args.budget,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    print(summary_table(rows))
+    return 0 if all(row["verified"] for row in rows) else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -127,6 +185,22 @@ def _close(a: list, b: list) -> bool:
     )
 
 
+MODEL_HELP = "a raspsynth-model/1 .npz, or a TransformerLens .pt/.pth checkpoint"
+
+
+def _spec_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spec", help="vocabularies of a TransformerLens checkpoint (JSON; default: beside it, .json)"
+    )
+
+
+def _synthesis_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("neural", "search", "hybrid"), default="hybrid")
+    p.add_argument("--budget", type=float, default=60.0, help="time budget per model in seconds (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raspsynth", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,17 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="examples")
     p.add_argument("--budget", type=float, default=60.0, help="seconds per model")
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("synthesize", help="recover a verified RASP program from a model file")
-    p.add_argument("model", help="raspsynth-model/1 .npz file")
-    p.add_argument("--mode", choices=("neural", "search", "hybrid"), default="hybrid")
-    p.add_argument("--budget", type=float, default=60.0, help="time budget in seconds (default 60)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
+    for name, func, text in (
+        ("synthesize", cmd_synthesize, "recover a verified RASP program from a model file"),
+        ("report", cmd_report, "recover a program and write an HTML report of its circuit"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model", help=MODEL_HELP)
+        _spec_flag(p)
+        _synthesis_flags(p)
+        p.add_argument(
+            "--config",
+            help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped "
+            "with raspsynth)",
+        )
+        if name == "synthesize":
+            p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
+        else:
+            p.add_argument(
+                "-o", "--out", default="report.html", help="HTML file to write (default report.html)"
+            )
+        p.set_defaults(func=func)
+    p = sub.add_parser("synthesize-many", help="synthesize many model files, one JSON row each (resumable)")
     p.add_argument(
-        "--config",
-        help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped with raspsynth)",
+        "models", nargs="+", help=MODEL_HELP + "; TransformerLens ones need their spec beside them"
     )
-    p.set_defaults(func=cmd_synthesize)
+    p.add_argument("--out", required=True, help="results file (JSON lines); rows already there are skipped")
+    p.add_argument("--jobs", type=int, default=1, help="models synthesized at once (default 1)")
+    p.add_argument("--backend", choices=("process", "ray"), default="process")
+    _synthesis_flags(p)
+    p.set_defaults(func=cmd_synthesize_many)
     p = sub.add_parser("train", help="train the meta-model on a dataset from `raspsynth data generate`")
     p.add_argument("--data", required=True, help="dataset directory (train and val splits are read)")
     p.add_argument("--out", required=True, help="checkpoint path; an existing one is resumed")
@@ -165,10 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out")
     p.set_defaults(func=cmd_export_checkpoint)
     p = sub.add_parser("info", help="print a model's spec")
-    p.add_argument("model")
+    p.add_argument("model", help=MODEL_HELP)
+    _spec_flag(p)
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("run", help="run a model on space-separated input sequences")
-    p.add_argument("model")
+    p.add_argument("model", help=MODEL_HELP)
+    _spec_flag(p)
     p.add_argument("inputs", nargs="+")
     p.set_defaults(func=cmd_run)
     try:

@@ -19,3 +19,19 @@ def random_programs(n: int, seed: int, config: SamplerConfig = SamplerConfig()):
         numerical += is_numerical
         out.append(sample)
     return out
+
+
+def crashing_worker(path: str, mode: str, budget_s: float, seed: int) -> dict:
+    """A `synthesize_many` worker that kills its process on models named
+    'crash*' (as a segfault would) and sleeps past any budget on 'hang*'."""
+    import os
+    import time
+    from pathlib import Path
+
+    from raspsynth.batch import synthesize_file
+
+    if Path(path).name.startswith("crash"):
+        os._exit(3)
+    if Path(path).name.startswith("hang"):
+        time.sleep(600)
+    return synthesize_file(path, mode, budget_s, seed)

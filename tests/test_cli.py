@@ -14,7 +14,7 @@ def test_demo_synthesizes_the_bundled_examples(capsys):
     out = capsys.readouterr().out
     assert sum(line.startswith("== ") for line in out.splitlines()) == 4
     assert out.count("model reproduces the 30 reference outputs: yes") == 4
-    assert out.count("\nverified; passed on") == 4
+    assert out.count("\nverified (exhaustive); passed on") == 4
     assert "rasp.SelectorWidth(select_0_0)" in out  # hist and length
 
 
@@ -23,7 +23,7 @@ def test_synthesize_prints_source_and_report_or_json(capsys, shared_examples):
     assert main(["synthesize", str(sort_unique), "--budget", "30"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("from tracr.rasp import rasp")
-    assert "verified; passed on 3905 probe inputs" in out
+    assert "verified (exhaustive); passed on 3905 probe inputs" in out
     assert "symbolic confidence 1.00" in out
     assert main(["synthesize", str(sort_unique), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
@@ -78,3 +78,39 @@ def test_synthesize_takes_a_config_file(capsys, tmp_path, shared_examples):
     config.write_text("{}")
     assert main(["synthesize", str(hist), "--config", str(config)]) == 2
     assert "not a raspsynth-search-config/1 file" in capsys.readouterr().err
+
+
+def test_synthesize_shows_its_stages_on_stderr_unless_quiet(capsys, shared_examples):
+    hist = next(p for p in shared_examples if p.stem == "hist")
+    assert main(["synthesize", str(hist), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["certificate"] == "exhaustive"  # stdout stays clean JSON
+    stages = [line.split("] ", 1)[1] for line in captured.err.splitlines()]
+    assert stages[0].startswith("load ") and stages[-1] == "done: verified (exhaustive)"
+    assert {"probes", "decompile", "verify"} <= set(stages)
+    assert main(["synthesize", str(hist), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_report_writes_an_html_page(capsys, tmp_path, shared_examples):
+    hist = next(p for p in shared_examples if p.stem == "hist")
+    out = tmp_path / "hist.html"
+    assert main(["report", str(hist), "-o", str(out), "--quiet"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = out.read_text()
+    assert page.count('class="op"') == 2 and "selector_width" in page
+
+
+def test_synthesize_reads_a_transformer_lens_checkpoint(capsys, tmp_path, shared_examples):
+    import raspsynth
+    from raspsynth.tracr_bridge.transformer_lens import save_transformer_lens
+
+    model = raspsynth.load_model(str(next(p for p in shared_examples if p.stem == "length")))
+    save_transformer_lens(model.permuted(seed=4), tmp_path / "length.pth")
+    spec = tmp_path / "length.json"
+    moved = tmp_path / "vocab.json"
+    spec.rename(moved)
+    assert main(["synthesize", str(tmp_path / "length.pth"), "--quiet"]) == 2
+    assert "needs its vocabularies" in capsys.readouterr().err
+    assert main(["synthesize", str(tmp_path / "length.pth"), "--spec", str(moved), "--quiet"]) == 0
+    assert "verified (exhaustive)" in capsys.readouterr().out

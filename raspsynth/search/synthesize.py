@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,10 +46,12 @@ from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.expression_search import find_expression
 from raspsynth.tracr_bridge.interchange import load_model
 from raspsynth.tracr_bridge.model import Model
-from raspsynth.tracr_bridge.probes import probe_inputs
+from raspsynth.tracr_bridge.probes import count_inputs, probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 MODES = ("neural", "search", "hybrid")
+# How far a verified result's check reaches: every input, or the probes only.
+CERTIFICATES = ("exhaustive", "sampled", "none")
 DEFAULT_BUDGET_S = 60.0
 EXPRESSION_BUDGET_S = 1.0  # per table function, at most
 
@@ -89,11 +92,24 @@ class SynthesisResult:
     agreement: float
     report: dict[str, Any]
     ir: Program | None = None
+    certificate: str = "none"  # "exhaustive" (every input run), "sampled" (probes only), "none"
+
+    def to_html(self) -> str:
+        """One self-contained HTML page: the source, the dataflow graph laid
+        out by layer, per op its table or predicate heatmap, and the
+        verification (see `raspsynth.report`)."""
+        from raspsynth.report import render_html
+
+        return render_html(self)
 
     def summary(self) -> str:
         """A few lines for people: verdict, timings, and per op its origin."""
         report = self.report
-        status = "verified" if self.verified else f"NOT verified (agreement {self.agreement:.4f})"
+        status = (
+            f"verified ({self.certificate})"
+            if self.verified
+            else f"NOT verified (agreement {self.agreement:.4f})"
+        )
         lines = [
             f"{status}; {report['verification']}; {report['elapsed_s']:.2f} s "
             f"(budget {report['budget_s']:g} s, mode {report['mode']})"
@@ -116,15 +132,19 @@ def synthesize(
     budget_s: float = DEFAULT_BUDGET_S,
     seed: int = 0,
     config: SearchConfig | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SynthesisResult:
     """Recover a program that the model computes, verified when possible.
 
     Deterministic for a given seed (given time to finish); returns within
     `budget_s` plus the time of the stage running at the deadline. `config`
     None means `load_config()`: the tuned config file, else the defaults.
+    `progress`, when given, is called with each stage's name as it starts.
     """
     start = time.monotonic()
     model = _as_model(model)
+    if progress is not None and not callable(progress):
+        raise InputError(f"progress must be a callable taking a stage name; got {type(progress).__name__}")
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
@@ -139,7 +159,7 @@ def synthesize(
     else:
         raise InputError(f"config must be a SearchConfig or None; got {type(config).__name__}")
     deadline = start + float(budget_s)
-    run = _Run(model, mode, float(budget_s), seed, start, config, deadline)
+    run = _Run(model, mode, float(budget_s), seed, start, config, deadline, progress)
     run.report["config"] = {"from": config_from, "changed": config.changed()}
     if mode == "neural" and run.checkpoint is None:
         raise MetaModelUnavailable(run.report["meta_model"])
@@ -169,9 +189,11 @@ class _Run:
         start: float,
         config: SearchConfig,
         deadline: float,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.model, self.seed, self.start, self.config = model, seed, start, config
-        self.deadline = deadline
+        self.deadline, self.progress = deadline, progress
+        spec = model.spec
         self.timings: dict[str, float] = {}
         self.report: dict[str, Any] = {
             "mode": mode,
@@ -180,6 +202,15 @@ class _Run:
             "timings_s": self.timings,
             "edits": [],
             "ops": [],
+            # What the report page needs to tabulate ops without the model.
+            "model": {
+                "vocab": list(spec.vocab),
+                "max_seq_len": spec.max_seq_len,
+                "output": "numerical" if spec.numerical else "categorical",
+                "d_model": model.d_model,
+                "layers": model.num_layers,
+                "heads": model.num_heads,
+            },
         }
 
         # The meta-model loads (and torch imports) only when a stage needs it.
@@ -203,6 +234,8 @@ class _Run:
         return self._meta_model
 
     def _timed(self, stage: str, fn, *args, **kwargs):
+        if self.progress is not None:
+            self.progress(stage)
         began = time.monotonic()
         try:
             return fn(*args, **kwargs)
@@ -380,6 +413,12 @@ class _Run:
                 )
         verified = attempt.verified
         agreement = verification.agreement if verification is not None else 0.0
+        spec = self.model.spec
+        everything = count_inputs(len(spec.vocab), spec.max_seq_len)
+        certificate = "none"
+        if verified:
+            certificate = "exhaustive" if verification.probes >= everything else "sampled"
+        self.report["certificate"] = certificate
         if program is None:
             self.report["elapsed_s"] = time.monotonic() - self.start
             return SynthesisResult(None, "", False, 0.0, self.report, None)
@@ -387,7 +426,13 @@ class _Run:
         self.report["expressions"] = lambdas
         self.report["elapsed_s"] = time.monotonic() - self.start
         return SynthesisResult(
-            to_rasp(program), to_source(program, lambdas), verified, agreement, self.report, program
+            to_rasp(program),
+            to_source(program, lambdas),
+            verified,
+            agreement,
+            self.report,
+            program,
+            certificate,
         )
 
     def _expressions(self, program: Program) -> dict[str, str]:

@@ -5,6 +5,7 @@ from raspsynth.tracr_bridge.compile import compile_craft, compile_program, from_
 from raspsynth.tracr_bridge.interchange import load_model
 from raspsynth.tracr_bridge.model import HeadWeights, IOSpec, LayerWeights, Model
 from raspsynth.tracr_bridge.probes import agreement, outputs_equal, probe_inputs
+from raspsynth.tracr_bridge.transformer_lens import from_transformer_lens
 
 __all__ = [
     "HeadWeights",
@@ -15,6 +16,7 @@ __all__ = [
     "compile_craft",
     "compile_program",
     "from_tracr",
+    "from_transformer_lens",
     "load_model",
     "outputs_equal",
     "probe_inputs",

@@ -97,3 +97,36 @@ def compiler_graph(program: object, vocab: Iterable[Hashable], max_seq_len: int)
         sops.setdefault(source, CompiledSop(source, source, "categorical"))
     values = tuple(d.value for d in compiled.residual_space.basis)
     return CompilerGraph(tuple(compiled.residual_labels), values, sops, program.label)
+
+
+def compiled_sublayers(program: object, vocab: Iterable[Hashable], max_seq_len: int) -> dict[str, int]:
+    """SOp name -> the sublayer tracr writes it in: 2L for layer L's
+    attention, 2L + 1 for its MLP (a SelectorWidth's is its MLP's), read off
+    tracr's own layer allocation for `program` compiled with this spec.
+
+    Keys are the names `.named()` gave the expressions (tracr's labels add
+    a unique id to a name used before), so they should be unique in
+    `program`, as `to_rasp` makes them."""
+    from tracr.compiler import assemble
+    from tracr.craft import transformers
+
+    compiled = compile_craft(program, vocab, max_seq_len)
+    _, module_names = assemble._get_model_config_and_module_names(compiled.craft_model)
+    names, stack = {}, [program]
+    while stack:
+        expr = stack.pop()
+        if expr.label not in names:
+            names[expr.label] = expr.name
+            stack.extend(expr.children)
+    placed: dict[str, int] = {}
+    for name, block in zip(module_names, compiled.craft_model.blocks):
+        layer = int(name.split("/")[1].removeprefix("layer_"))
+        if isinstance(block, transformers.MLP):
+            spaces, sub = [block.snd.output_space], 2 * layer + 1
+        else:
+            spaces, sub = [head.w_ov.output_space for head in block.as_multi().heads()], 2 * layer
+        for space in spaces:
+            for direction in space.basis:
+                key = names.get(direction.name, direction.name)
+                placed[key] = max(placed.get(key, -1), sub)
+    return placed

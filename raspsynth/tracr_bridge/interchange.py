@@ -22,8 +22,19 @@ from raspsynth.tracr_bridge.model import FORMAT_VERSION, HeadWeights, IOSpec, La
 _META_INT_FIELDS = ("max_seq_len", "num_heads", "num_layers", "key_size", "mlp_hidden_size")
 
 
-def load_model(path: str) -> Model:
-    """Read a raspsynth-model/1 file. Raises ModelFormatError if it is not one."""
+def load_model(path: str, spec: str | None = None) -> Model:
+    """Read a raspsynth-model/1 file. Raises ModelFormatError if it is not one.
+
+    A TransformerLens checkpoint (`.pt` / `.pth`) is read too, with its
+    vocabularies from the JSON `spec` (default: beside it, `.json`); see
+    `raspsynth.tracr_bridge.transformer_lens.load_transformer_lens`.
+    """
+    if str(path).lower().endswith((".pt", ".pth")):
+        from raspsynth.tracr_bridge.transformer_lens import load_transformer_lens
+
+        return load_transformer_lens(path, spec)
+    if spec is not None:
+        raise ModelFormatError(f"{path}: a spec file goes with TransformerLens checkpoints (.pt/.pth) only")
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:

@@ -183,6 +183,14 @@ class Model:
         with open(path, "wb") as f:
             np.savez_compressed(f, meta=np.array(json.dumps(self.meta())), **self.arrays())
 
+    def to_transformer_lens(self) -> Any:
+        """This model as a TransformerLens 4.x `TransformerBridge` (tracr's
+        forward pass, this model's unembed); needs `raspsynth[tl]`. See
+        `raspsynth.tracr_bridge.transformer_lens`."""
+        from raspsynth.tracr_bridge.transformer_lens import to_transformer_lens
+
+        return to_transformer_lens(self)
+
     # -- forward pass -------------------------------------------------------
     def encode(self, seqs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
         """Token ids with BOS prepended, one array per sequence.
