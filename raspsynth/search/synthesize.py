@@ -50,8 +50,6 @@ from raspsynth.tracr_bridge.probes import count_inputs, probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 MODES = ("neural", "search", "hybrid")
-# How far a verified result's check reaches: every input, or the probes only.
-CERTIFICATES = ("exhaustive", "sampled", "none")
 DEFAULT_BUDGET_S = 60.0
 EXPRESSION_BUDGET_S = 1.0  # per table function, at most
 
