@@ -22,7 +22,7 @@ from raspsynth.errors import CompileError
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.sampler import SampledProgram, SamplerConfig, sample_program
 from raspsynth.tracr_bridge import Model, compile_program
-from raspsynth.tracr_bridge.probes import outputs_equal
+from raspsynth.tracr_bridge.outputs import rows_equal
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
 
@@ -56,7 +56,7 @@ def compiled_matches_rasp(sample: SampledProgram, model: Model) -> bool:
     the sampler's check inputs."""
     for got, want in zip(model.run(sample.check_inputs), sample.check_outputs):
         defined = [i for i, w in enumerate(want) if w is not None]
-        if not outputs_equal([got[i] for i in defined], [want[i] for i in defined], model.spec.numerical):
+        if not rows_equal([got[i] for i in defined], [want[i] for i in defined], model.spec.numerical):
             return False
     return True
 

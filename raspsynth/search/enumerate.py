@@ -25,7 +25,7 @@ from raspsynth.program.evaluate import PREDICATES, eval_op
 from raspsynth.program.functions import LIBRARY
 from raspsynth.program.ir import Fn, Op, Program, ProgramError
 from raspsynth.search.config import SearchConfig
-from raspsynth.search.observe import agrees
+from raspsynth.search.observe import agrees, rasp_outputs
 from raspsynth.search.repair import screening_inputs
 from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.value_semantics import library_functions
@@ -59,7 +59,7 @@ def enumerate_programs(
     max_size: int = SearchConfig.enumeration_size,
 ) -> EnumerationOutcome:
     screen = screening_inputs(inputs, seed, ENUMERATION_SCREEN)
-    expected = tuple(tuple(row) for row in model.run(screen, mark_undefined=True))
+    expected = tuple(tuple(row) for row in rasp_outputs(model, screen))
     want = "numerical" if model.spec.numerical else "categorical"
     lengths = [len(xs) for xs in screen]
     pool: dict[tuple, _Term] = {}

@@ -18,10 +18,32 @@ import numpy as np
 from raspsynth.program.evaluate import trace
 from raspsynth.program.ir import Program
 from raspsynth.symbolic.decompile import Decompiled
-from raspsynth.tracr_bridge.model import DEFINED_LOGIT, Model, Token
-from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL
+from raspsynth.tracr_bridge.model import Model, Token
+from raspsynth.tracr_bridge.outputs import values_equal
 
 Observed = dict[str, list[list]]  # op name -> per input, per position value (None: no value)
+
+# A categorical block read as RASP reads it: a one-hot value (1) or no value.
+# RASP gives a blend of values (an Aggregate over differing ones) no value
+# either, so a block whose largest entry is below this holds none. This is the
+# reading of RASP evaluation, for screening candidates by their traces; what
+# the user sees (and `verify` checks) is the argmax rule of
+# `raspsynth.tracr_bridge.outputs`.
+HOT_VALUE = 0.75
+
+
+def rasp_outputs(model: Model, inputs: Sequence[Sequence[Token]]) -> list[list]:
+    """The model's outputs as RASP evaluation states them: categorical
+    positions holding a blend or nothing (top logit below `HOT_VALUE`) are
+    None; what `evaluate` of a correct candidate gives."""
+    all_logits = model.logits(inputs)
+    if model.spec.numerical:
+        return [row[:, 0].astype(np.float64).tolist() for row in all_logits]
+    values = model.spec.output_values
+    return [
+        [values[i] if hot else None for i, hot in zip(row.argmax(-1).tolist(), row.max(-1) >= HOT_VALUE)]
+        for row in all_logits
+    ]
 
 
 def final_residual(model: Model, inputs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
@@ -58,7 +80,7 @@ def observed_values(model: Model, decompiled: Decompiled, inputs: Sequence[Seque
                 rows.append([_plain(v) for v in part[:, 0]])
             else:
                 hot = part.argmax(axis=1)
-                defined = part.max(axis=1) >= DEFINED_LOGIT
+                defined = part.max(axis=1) >= HOT_VALUE
                 rows.append([labels.values[dims[h]] if ok else None for h, ok in zip(hot, defined)])
         observed[op_name] = rows
     return observed
@@ -70,13 +92,10 @@ def agrees(model_value: Hashable, candidate_value: Hashable, numerical: bool) ->
     undefined may hold anything: tracr's numerical MLPs and means turn "no
     value" into a number. Numbers compare within `NUMERICAL_ATOL`, booleans
     as 0/1 (the residual cannot tell them apart)."""
-    if candidate_value is None:
-        return model_value is None or numerical
-    if model_value is None:
-        return False
-    if _number(model_value) and _number(candidate_value):
-        return abs(float(model_value) - float(candidate_value)) <= NUMERICAL_ATOL
-    return model_value == candidate_value
+    if candidate_value is None and numerical:
+        return True
+    both_numbers = _number(model_value) and _number(candidate_value)
+    return values_equal(model_value, candidate_value, numerical or both_numbers, bool_as_int=True)
 
 
 def first_disagreement(

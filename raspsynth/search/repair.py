@@ -44,6 +44,7 @@ from raspsynth.search.observe import (
     first_disagreement,
     first_disagreement_in,
     observed_values,
+    rasp_outputs,
 )
 from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.decompile import Decompiled, match_library
@@ -118,7 +119,7 @@ def repair(
     model's intermediate values on the screening inputs."""
     screen_in = screening_inputs(inputs, seed, config.screen_inputs)
     observed = observed_values(model, decompiled, screen_in) if decompiled is not None else None
-    screen = _Screen(screen_in, model.run(screen_in, mark_undefined=True), observed)
+    screen = _Screen(screen_in, rasp_outputs(model, screen_in), observed)
     confidence = confidence or {}
     counter = itertools.count()
     start_score = screen.score(program)

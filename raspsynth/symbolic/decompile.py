@@ -31,7 +31,7 @@ from raspsynth.symbolic.value_semantics import (
     library_functions,
 )
 from raspsynth.tracr_bridge.model import Model
-from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL
+from raspsynth.tracr_bridge.outputs import values_equal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +83,7 @@ def match_library(rows: dict[tuple, Hashable], numerical: bool) -> Fn | None:
     arity = len(next(iter(rows)))
     for fn in library_functions(arity):
         f = fn.bind()
-        if all(_same(apply_ignoring_errors(f, *args), result, numerical) for args, result in rows.items()):
+        if all(_fits(apply_ignoring_errors(f, *args), result, numerical) for args, result in rows.items()):
             return fn
     return None
 
@@ -123,23 +123,16 @@ def library_fit(
     for fn in library_functions(arity):
         f = fn.bind()
         agree = sum(
-            _same(apply_ignoring_errors(f, *(args[i] for i in order)), result, numerical)
+            _fits(apply_ignoring_errors(f, *(args[i] for i in order)), result, numerical)
             for args, result in rows.items()
         )
         fits.append(agree / len(rows))
     return fits
 
 
-def _same(got, want, numerical: bool) -> bool:
-    if got is None:
-        return False
-    if numerical:
-        try:
-            return abs(float(got) - float(want)) <= NUMERICAL_ATOL
-        except (TypeError, ValueError):
-            return False
-    # True is not accepted for 1: the output's type is part of its value.
-    return isinstance(got, bool) == isinstance(want, bool) and got == want
+def _fits(got, want, numerical: bool) -> bool:
+    # A function undefined on an argument (None) does not fit it.
+    return got is not None and values_equal(got, want, numerical)
 
 
 def _plain(value: float) -> int | float:

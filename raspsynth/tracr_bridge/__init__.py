@@ -4,7 +4,8 @@ compilation, batched forward passes, probe inputs and agreement checks."""
 from raspsynth.tracr_bridge.compile import compile_craft, compile_program, from_tracr
 from raspsynth.tracr_bridge.interchange import load_model
 from raspsynth.tracr_bridge.model import HeadWeights, IOSpec, LayerWeights, Model
-from raspsynth.tracr_bridge.probes import agreement, outputs_equal, probe_inputs
+from raspsynth.tracr_bridge.outputs import rows_equal, values_equal
+from raspsynth.tracr_bridge.probes import agreement, probe_inputs
 from raspsynth.tracr_bridge.transformer_lens import from_transformer_lens
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "from_tracr",
     "from_transformer_lens",
     "load_model",
-    "outputs_equal",
     "probe_inputs",
+    "rows_equal",
+    "values_equal",
 ]

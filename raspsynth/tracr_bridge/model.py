@@ -11,23 +11,23 @@ and the spec only. Arrays are float32, as tracr's are, and read-only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from raspsynth.errors import InputError
+from raspsynth.tracr_bridge.outputs import undefined_positions
 
 FORMAT_VERSION = "raspsynth-model/1"
 
 Token = Hashable
 Output = Any  # a categorical value, or a float for numerical outputs
 
-
-# A categorical output block holds a one-hot value (logit 1) or nothing
-# (logit 0; an even mix of values counts as nothing too, as in RASP).
-DEFINED_LOGIT = 0.75
+# Inputs per length on which `Model.logit_scale` is measured.
+SCALE_SAMPLES_PER_LENGTH = 16
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -191,24 +191,56 @@ class Model:
 
         return to_transformer_lens(self)
 
+    @functools.cached_property
+    def logit_scale(self) -> float:
+        """The largest |output logit| the model produces, measured on every
+        length-1 input and `SCALE_SAMPLES_PER_LENGTH` seeded random inputs of
+        each longer length (1.0 for tracr's one-hot outputs). The float-noise
+        floor that marks undefined positions is relative to it
+        (`raspsynth.tracr_bridge.outputs`)."""
+        vocab = self.spec.vocab
+        if not vocab or self.spec.max_seq_len < 1:
+            return 1.0
+        rng = np.random.default_rng(0)
+        seqs = [[t] for t in vocab] + [
+            [vocab[i] for i in rng.integers(len(vocab), size=length)]
+            for length in range(2, self.spec.max_seq_len + 1)
+            for _ in range(SCALE_SAMPLES_PER_LENGTH)
+        ]
+        largest = max(float(np.abs(logits).max(initial=0.0)) for logits in self.logits(seqs))
+        return largest if largest > 0 else 1.0
+
     # -- forward pass -------------------------------------------------------
     def encode(self, seqs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
         """Token ids with BOS prepended, one array per sequence.
 
-        Raises InputError for unknown tokens or sequences over max_seq_len.
+        Raises InputError for anything but a list of token sequences, for
+        unknown tokens and for sequences over max_seq_len.
         """
         index = {tok: i for i, tok in enumerate(self.spec.input_vocab)}
         allowed = set(self.spec.vocab)
         bos = index[self.spec.bos]
         encoded = []
+        if isinstance(seqs, str | bytes) or not isinstance(seqs, Iterable):
+            raise InputError(f"expected a list of token sequences; got {type(seqs).__name__}")
         for n, seq in enumerate(seqs):
+            if isinstance(seq, str | bytes) and not all(isinstance(t, str) for t in self.spec.vocab):
+                raise InputError(f"sequence {n} is a string; give a list of tokens")
+            if not isinstance(seq, Iterable):
+                raise InputError(f"sequence {n} is {type(seq).__name__}, not a sequence of tokens")
             seq = list(seq)
+            try:
+                unknown = [t for t in seq if t not in allowed]
+            except TypeError:
+                raise InputError(
+                    f"sequence {n} holds unhashable values; tokens are scalars from the model's "
+                    f"vocabulary {list(self.spec.vocab)}"
+                ) from None
             if len(seq) > self.spec.max_seq_len:
                 raise InputError(
                     f"sequence {n} has length {len(seq)}; this model takes at most "
                     f"{self.spec.max_seq_len} tokens"
                 )
-            unknown = [t for t in seq if t not in allowed]
             if unknown:
                 raise InputError(
                     f"sequence {n} has token(s) {sorted(set(map(repr, unknown)))} not in the "
@@ -254,21 +286,14 @@ class Model:
             x = x + (hidden @ layer.mlp_out_w + layer.mlp_out_b)
         return x
 
-    def run(
-        self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
-    ) -> list[list[Output]]:
-        """Decoded outputs for each input sequence, BOS position dropped.
-
-        Sequences of mixed lengths may be given in one call; each batch is
-        padded to its longest sequence and masked. Categorical outputs are
-        the unembed argmax's value (ties break to the first column, as in
-        tracr); numerical outputs are floats. With `mark_undefined`, a
-        categorical position whose output block holds no value (largest
-        logit below `DEFINED_LOGIT`, e.g. an Aggregate that selected nothing,
-        where tracr's argmax picks among rounding noise) is None instead.
-        """
+    def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
+        """Output logits [len, O] for each input sequence, BOS position
+        dropped. Sequences of mixed lengths may be given in one call; each
+        batch is padded to its longest sequence and masked."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         encoded = self.encode(seqs)
-        results: list[list[Output]] = []
+        results: list[np.ndarray] = []
         pad = self.spec.input_vocab.index(self.spec.pad)
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
@@ -277,15 +302,33 @@ class Model:
             for row, seq in enumerate(chunk):
                 ids[row, : len(seq)] = seq
             logits = self.residual_stream(ids, lengths)[:, 1:] @ self.unembed
-            if self.spec.numerical:
-                rows = logits[..., 0].astype(np.float64).tolist()
-            else:
-                values = self.spec.output_values
-                rows = [[values[i] for i in row] for row in logits.argmax(-1).tolist()]
-                if mark_undefined:
-                    defined = (logits.max(-1) >= DEFINED_LOGIT).tolist()
-                    rows = [[v if ok else None for v, ok in zip(r, d)] for r, d in zip(rows, defined)]
-            results.extend(row[: n - 1] for row, n in zip(rows, lengths))
+            results.extend(row[: n - 1] for row, n in zip(logits, lengths))
+        return results
+
+    def run(
+        self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
+    ) -> list[list[Output]]:
+        """Decoded outputs for each input sequence, BOS position dropped.
+
+        Categorical outputs are the unembed argmax's value (ties break to the
+        first column, as in tracr); numerical outputs are floats. With
+        `mark_undefined`, a categorical position where every logit is at
+        float-noise level (an Aggregate that selected nothing, where tracr's
+        argmax picks among rounding noise) is None instead; see
+        `raspsynth.tracr_bridge.outputs` for the rule.
+        """
+        all_logits = self.logits(seqs, batch_size)
+        if self.spec.numerical:
+            return [row[:, 0].astype(np.float64).tolist() for row in all_logits]
+        values = self.spec.output_values
+        scale = self.logit_scale if mark_undefined else 0.0
+        results = []
+        for row in all_logits:
+            decoded = [values[i] for i in row.argmax(-1).tolist()] if len(row) else []
+            if mark_undefined:
+                for i in np.flatnonzero(undefined_positions(row, scale)).tolist():
+                    decoded[i] = None
+            results.append(decoded)
         return results
 
     # -- symmetries ---------------------------------------------------------

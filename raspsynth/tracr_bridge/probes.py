@@ -13,14 +13,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from raspsynth.tracr_bridge.compile import compile_program
-from raspsynth.tracr_bridge.model import Model, Output, Token
+from raspsynth.tracr_bridge.model import Model, Token
+from raspsynth.tracr_bridge.outputs import rows_equal
 
 EXHAUSTIVE_BOUND = 10**5
 RANDOM_PROBES = 2000
 EXHAUSTIVE_PREFIX_LENGTH = 3
-# Two compilations of equivalent programs can differ in how their numerical
-# MLPs approximate a function; this is the tolerance for calling them equal.
-NUMERICAL_ATOL = 1e-3
 
 
 def count_inputs(vocab_size: int, max_seq_len: int) -> int:
@@ -59,15 +57,6 @@ def _all_inputs(vocab: Sequence[Token], lengths: range) -> list[tuple[Token, ...
     return [seq for n in lengths for seq in itertools.product(vocab, repeat=n)]
 
 
-def outputs_equal(a: Sequence[Output], b: Sequence[Output], numerical: bool) -> bool:
-    """Whether two decoded output sequences agree (numerical within tolerance)."""
-    if len(a) != len(b):
-        return False
-    if numerical:
-        return bool(np.allclose(a, b, rtol=0.0, atol=NUMERICAL_ATOL))
-    return list(a) == list(b)
-
-
 def agreement(program: object, model: Model, inputs: Sequence[Sequence[Token]] | None = None) -> float:
     """Fraction of `inputs` (default: `probe_inputs(model)`) where the program,
     compiled with the model's vocab, max_seq_len, BOS and causality, gives the
@@ -82,6 +71,7 @@ def agreement(program: object, model: Model, inputs: Sequence[Sequence[Token]] |
         return 1.0
     if candidate.spec.numerical != spec.numerical:
         return 0.0
-    expected, got = model.run(inputs), candidate.run(inputs)
-    matches = sum(outputs_equal(e, g, spec.numerical) for e, g in zip(expected, got))
+    expected = model.run(inputs, mark_undefined=True)
+    got = candidate.run(inputs, mark_undefined=True)
+    matches = sum(rows_equal(e, g, spec.numerical) for e, g in zip(expected, got))
     return matches / len(inputs)

@@ -18,7 +18,8 @@ from raspsynth.program.evaluate import PREDICATES, evaluate
 from raspsynth.program.ir import SOURCES, Fn, Program, ProgramError
 from raspsynth.search import verify
 from raspsynth.tracr_bridge import compile_program
-from raspsynth.tracr_bridge.probes import NUMERICAL_ATOL, probe_inputs
+from raspsynth.tracr_bridge.outputs import values_equal
+from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 from tests.helpers import random_programs
 
@@ -66,7 +67,7 @@ def behaves_differently(a: list, b: list, numerical: bool) -> bool:
         for x, y in zip(row_a, row_b):
             if x is None or y is None:
                 continue
-            if (abs(x - y) > NUMERICAL_ATOL) if numerical else (x != y):
+            if not values_equal(x, y, numerical, bool_as_int=True):
                 return True
     return False
 

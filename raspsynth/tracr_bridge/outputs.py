@@ -1,0 +1,61 @@
+"""Decoded outputs and the one rule for comparing them.
+
+In: output logits of a `Model` (or decoded values). Out: decoded values
+(None where a position holds no output at all) and equality of values.
+
+The rule, used by verification, sampling checks, observation of
+intermediate values and the symbolic layer's fits:
+- A categorical position is *undefined* only where every output logit is at
+  float-noise level: at most `NOISE_FLOOR` times the model's logit scale
+  (the largest |logit| it produces, 1 for tracr's one-hot outputs). An
+  Aggregate that selected nothing leaves such a position (logits ~1e-17 in
+  float64, ~1e-8 in float32, ~1e-6 after a rotated residual), and there
+  tracr's argmax depends on the CPU. A blend (an Aggregate over differing
+  values: top logit between 1/(max_seq_len+1) and 1) is far above the floor
+  and is an output like any other, decoded by argmax.
+- Undefined meets only undefined; everywhere else decoded values must be
+  equal: categorical ones exactly (True is not 1: the type is part of the
+  value), numerical ones within `NUMERICAL_ATOL`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Relative to the model's logit scale. Far below any blend a tracr model can
+# make at max_seq_len <= 999 (>= 1/1000 of the scale), far above float32
+# rounding and the interference of another residual basis (~1e-6 measured).
+NOISE_FLOOR = 1e-4
+# Two compilations of equivalent programs can differ in how their numerical
+# MLPs approximate a function; this is the tolerance for calling them equal.
+NUMERICAL_ATOL = 1e-3
+
+
+def undefined_positions(logits: np.ndarray, logit_scale: float) -> np.ndarray:
+    """Boolean mask over positions of `logits` [..., O]: True where every
+    logit is at float-noise level (see the module docstring)."""
+    return np.abs(logits).max(axis=-1) <= NOISE_FLOOR * logit_scale
+
+
+def values_equal(want: Any, have: Any, numerical: bool = False, bool_as_int: bool = False) -> bool:
+    """Whether two decoded values agree: None (no value) meets only None;
+    numerical values within `NUMERICAL_ATOL`; others exactly, keeping bools
+    apart from numbers unless `bool_as_int` (a residual block, which cannot
+    tell True from 1)."""
+    if want is None or have is None:
+        return want is None and have is None
+    if numerical:
+        try:
+            return abs(float(want) - float(have)) <= NUMERICAL_ATOL
+        except (TypeError, ValueError):
+            return False
+    if not bool_as_int and isinstance(want, bool | np.bool_) != isinstance(have, bool | np.bool_):
+        return False
+    return bool(want == have)
+
+
+def rows_equal(want: list, have: list, numerical: bool) -> bool:
+    """Whether two decoded output sequences agree at every position."""
+    return len(want) == len(have) and all(values_equal(w, h, numerical) for w, h in zip(want, have))
