@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from raspsynth.errors import CompileError
+from raspsynth.errors import CompileError, InputError
 from raspsynth.tracr_bridge.interchange import model_from_arrays
 from raspsynth.tracr_bridge.model import FORMAT_VERSION, Model, Token
+from raspsynth.tracr_bridge.outputs import decode_logits
 
 DEFAULT_BOS = "BOS"
 DEFAULT_PAD = "compiler_pad"
@@ -346,6 +347,11 @@ def from_tracr(assembled: object) -> Model:
     The unembed is read exactly by applying the compiled model's own unembed
     module to an identity matrix inside a Haiku transform.
     """
+    if not all(hasattr(assembled, name) for name in ("params", "input_encoder", "get_compiled_model")):
+        raise InputError(
+            "from_tracr takes tracr's AssembledTransformerModel (from compile_rasp_to_model); got "
+            f"{type(assembled).__name__}"
+        )
     import haiku as hk
     import jax.numpy as jnp
     from tracr.transformer import encoder
@@ -389,3 +395,19 @@ def from_tracr(assembled: object) -> Model:
         "causal": bool(config.causal),
     }
     return model_from_arrays(params, meta)
+
+
+def tracr_outputs(
+    assembled: object, seqs: Sequence[Sequence[Token]], mark_undefined: bool = True
+) -> list[list]:
+    """Decoded outputs of tracr's own `apply` (one sequence per call, tracr's
+    XLA arithmetic), by the rule `Model.run` uses: logits are tracr's final
+    residual times the unembed, undefined (None) at the float-noise floor.
+    The reference that benchmarks and tests compare `Model.run` with."""
+    model = from_tracr(assembled)
+    scale = model.logit_scale if mark_undefined and not model.spec.numerical else None
+    out = []
+    for seq in seqs:
+        residual = np.asarray(assembled.apply([model.spec.bos, *seq]).transformer_output)[0, 1:]
+        out.append(decode_logits(residual @ model.unembed, model.spec.output_values, scale))
+    return out

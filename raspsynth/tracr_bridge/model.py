@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from raspsynth.errors import InputError
-from raspsynth.tracr_bridge.outputs import undefined_positions
+from raspsynth.tracr_bridge.outputs import decode_logits
 
 FORMAT_VERSION = "raspsynth-model/1"
 
@@ -317,19 +317,8 @@ class Model:
         argmax picks among rounding noise) is None instead; see
         `raspsynth.tracr_bridge.outputs` for the rule.
         """
-        all_logits = self.logits(seqs, batch_size)
-        if self.spec.numerical:
-            return [row[:, 0].astype(np.float64).tolist() for row in all_logits]
-        values = self.spec.output_values
-        scale = self.logit_scale if mark_undefined else 0.0
-        results = []
-        for row in all_logits:
-            decoded = [values[i] for i in row.argmax(-1).tolist()] if len(row) else []
-            if mark_undefined:
-                for i in np.flatnonzero(undefined_positions(row, scale)).tolist():
-                    decoded[i] = None
-            results.append(decoded)
-        return results
+        scale = self.logit_scale if mark_undefined and not self.spec.numerical else None
+        return [decode_logits(row, self.spec.output_values, scale) for row in self.logits(seqs, batch_size)]
 
     # -- symmetries ---------------------------------------------------------
     def permuted(self, seed: int = 0) -> Model:

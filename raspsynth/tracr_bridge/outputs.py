@@ -39,6 +39,22 @@ def undefined_positions(logits: np.ndarray, logit_scale: float) -> np.ndarray:
     return np.abs(logits).max(axis=-1) <= NOISE_FLOOR * logit_scale
 
 
+def decode_logits(logits: np.ndarray, output_values: tuple | None, logit_scale: float | None = None) -> list:
+    """Decoded outputs of one sequence's logits [len, O]: floats for a
+    numerical output (`output_values` None), else the argmax's value (ties to
+    the first column, as in tracr), None at undefined positions when
+    `logit_scale` is given."""
+    if output_values is None:
+        return logits[:, 0].astype(np.float64).tolist()
+    if not len(logits):
+        return []
+    decoded = [output_values[i] for i in logits.argmax(-1).tolist()]
+    if logit_scale is not None:
+        for i in np.flatnonzero(undefined_positions(logits, logit_scale)).tolist():
+            decoded[i] = None
+    return decoded
+
+
 def values_equal(want: Any, have: Any, numerical: bool = False, bool_as_int: bool = False) -> bool:
     """Whether two decoded values agree: None (no value) meets only None;
     numerical values within `NUMERICAL_ATOL`; others exactly, keeping bools
