@@ -32,7 +32,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from raspsynth.errors import InputError
+from raspsynth.errors import InputError, checked_budget
 
 BACKENDS = ("process", "ray")
 STATUSES = ("verified", "not verified", "error", "timeout", "crashed")
@@ -125,8 +125,7 @@ def synthesize_many(
         raise InputError(f"jobs must be a positive integer; got {jobs!r}")
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if not isinstance(budget_s, int | float) or isinstance(budget_s, bool) or not 0 < budget_s < 1e9:
-        raise InputError(f"budget_s must be a positive number of seconds; got {budget_s!r}")
+    budget_s = checked_budget(budget_s)
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; name a .jsonl file")

@@ -274,13 +274,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_NOT_VERIFIED = 1  # the only meaning of exit status 1
+EXIT_BAD_INPUT = 2  # a bad file, argument or path: one line on stderr, no traceback
+EXIT_BROKEN_PIPE = 141  # stdout closed early (`raspsynth info m.npz | head`), as a shell reports SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Exit status: 0 done (verified, for synthesis), 1 not
+    verified, 2 bad input (argparse's usage errors too), 130 interrupted,
+    141 stdout closed early."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RaspsynthError, FileNotFoundError) as err:
-        print(f"raspsynth: error: {err}", file=sys.stderr)
-        return 2
+    except (RaspsynthError, OSError) as err:
+        if isinstance(err, BrokenPipeError):
+            return _broken_pipe()
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"raspsynth: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("raspsynth: interrupted", file=sys.stderr)
+        return 130
+
+
+def _broken_pipe() -> int:
+    # Python would report the closed pipe again when flushing stdout at exit.
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

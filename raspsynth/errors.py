@@ -13,12 +13,19 @@ class ModelFormatError(RaspsynthError, ValueError):
     """A model file or weight set does not follow the raspsynth-model/1 format."""
 
 
+class ModelFileNotFound(ModelFormatError, FileNotFoundError):
+    """There is no model file at the path given."""
+
+
 class CompileError(RaspsynthError):
     """tracr refused to compile a program; the message carries tracr's reason."""
 
 
 class InputError(RaspsynthError, ValueError):
-    """An input sequence the model cannot take (unknown token, too long)."""
+    """An argument the API cannot take: an input sequence with an unknown
+    token or over max_seq_len, a budget that is not a positive number, a
+    seed that is not a non-negative integer, and so on. The message says
+    what was expected."""
 
 
 class NotTracrStructured(RaspsynthError):
@@ -30,3 +37,26 @@ class NotTracrStructured(RaspsynthError):
 class MetaModelUnavailable(RaspsynthError):
     """A mode that needs the neural meta-model was asked for, but no trained
     checkpoint is available."""
+
+
+MAX_BUDGET_S = 1e9  # about 32 years: any larger budget is a mistake, not a plan
+
+
+def checked_seed(seed: object, name: str = "seed") -> int:
+    """`seed` if it is a non-negative integer (numpy's generators take no
+    other); InputError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"{name} must be a non-negative integer; got {seed!r}")
+    return seed
+
+
+def checked_budget(budget_s: object, name: str = "budget_s") -> float:
+    """`budget_s` as a float if it is a positive, finite number of seconds
+    (at most `MAX_BUDGET_S`); InputError otherwise."""
+    if isinstance(budget_s, bool) or not isinstance(budget_s, int | float):
+        raise InputError(f"{name} must be a positive number of seconds; got {budget_s!r}")
+    if not 0 < budget_s <= MAX_BUDGET_S:  # compared before float(): 10**400 has no float
+        raise InputError(
+            f"{name} must be a positive number of seconds, at most {MAX_BUDGET_S:g}; got {budget_s!r}"
+        )
+    return float(budget_s)

@@ -51,7 +51,7 @@ def test_bad_inputs_give_clear_errors(capsys, tmp_path, shared_examples, monkeyp
     assert main(["info", str(bogus)]) == 2
     assert "not a readable .npz" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "absent.npz")]) == 2
-    assert "No such file" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     hist = next(p for p in shared_examples if p.stem == "hist")
     assert main(["run", str(hist), "1 9"]) == 2
     assert "not in the model's vocabulary" in capsys.readouterr().err

@@ -178,11 +178,15 @@ def generate(
     `max_shards` stops after writing that many new shards (used to test
     resumption). Returns a summary with the sampling statistics.
     """
+    if not isinstance(sampler, SamplerConfig):
+        raise DatasetError(f"sampler must be a SamplerConfig; got {type(sampler).__name__}")
     if n < 1 or shard_size < 1 or workers < 1:
         raise DatasetError("n, shard_size and workers must be positive")
     if backend not in BACKENDS:
         raise DatasetError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} is a file; --out names the dataset directory")
     _check_manifest(out, _manifest(n, seed, shard_size, sampler))
 
     seen: set[str] = set()

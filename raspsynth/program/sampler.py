@@ -40,6 +40,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from raspsynth.errors import InputError
 from raspsynth.program.canonical import live_ops, op_value_set
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.functions import LIBRARY
@@ -74,6 +75,28 @@ class SamplerConfig:
     max_values: int = 12
     value_bound: int = 20
     max_attempts: int = 200
+
+    def __post_init__(self) -> None:
+        def integer(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        if not (integer(self.min_ops) and integer(self.max_ops) and 1 <= self.min_ops <= self.max_ops):
+            raise InputError(
+                f"min_ops and max_ops must be integers with 1 <= min_ops <= max_ops; got "
+                f"{self.min_ops!r}, {self.max_ops!r}"
+            )
+        for name, least in (("vocab_size", 2), ("max_seq_len", 1)):
+            low_high = getattr(self, name)
+            if not (
+                isinstance(low_high, tuple)
+                and len(low_high) == 2
+                and all(integer(v) for v in low_high)
+                and least <= low_high[0] <= low_high[1]
+            ):
+                raise InputError(
+                    f"{name} must be an inclusive range (low, high) of integers with "
+                    f"{least} <= low <= high; got {low_high!r}"
+                )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,11 +109,13 @@ def read_config(path: str | os.PathLike) -> SearchConfig:
     """The config in a file written by `save_config`; ConfigError otherwise."""
     try:
         document = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read a search config ({err})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ConfigError(f"{path}: cannot read a search config ({type(err).__name__}: {err})") from None
     if not isinstance(document, dict) or document.get("format") != CONFIG_FORMAT:
         raise ConfigError(f"{path}: not a {CONFIG_FORMAT} file")
     params = document.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: 'params' must be an object of search config keys; got {params!r}")
     known = {f.name for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(params) - known)
     if unknown:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from raspsynth.errors import InputError, MetaModelUnavailable
+from raspsynth.errors import InputError, MetaModelUnavailable, checked_budget, checked_seed
 from raspsynth.neural import default_checkpoint
 from raspsynth.program.ir import Program
 from raspsynth.program.source import to_source
@@ -145,10 +145,8 @@ def synthesize(
         raise InputError(f"progress must be a callable taking a stage name; got {type(progress).__name__}")
     if mode not in MODES:
         raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) or not budget_s > 0:
-        raise InputError(f"budget_s must be a positive number of seconds; got {budget_s!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer; got {seed!r}")
+    budget_s = checked_budget(budget_s)
+    seed = checked_seed(seed)
     if config is None:
         source = config_source()
         config, config_from = (read_config(source), str(source)) if source else (SearchConfig(), "defaults")

@@ -27,6 +27,12 @@ from raspsynth.tracr_bridge.outputs import decode_logits
 
 DEFAULT_BOS = "BOS"
 DEFAULT_PAD = "compiler_pad"
+# Beyond these, tracr's float64 craft matrices outgrow memory: refused up front
+# with an InputError. tracr's SelectorWidth craft stage peaks near 8 * n^3
+# bytes (measured: 228 MB at n = 300; make_length at n = 2000 was killed at
+# 24 GB), so about 1 GB at 512.
+MAX_SEQ_LEN = 512
+MAX_VALUES = 20_000  # all SOps' value sets together, a bound on residual and MLP widths
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -186,7 +192,12 @@ def compile_craft(
     from tracr.craft import bases
     from tracr.rasp import rasp
 
-    vocab = set(vocab)
+    try:
+        vocab = set(vocab)
+    except TypeError:
+        raise InputError(f"vocab must be an iterable of hashable tokens; got {vocab!r}") from None
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len > MAX_SEQ_LEN:
+        raise InputError(f"max_seq_len must be an integer of at most {MAX_SEQ_LEN}; got {max_seq_len!r}")
     if not isinstance(program, rasp.SOp):
         raise CompileError(f"expected a tracr rasp.SOp, got {type(program).__name__}")
     for name, token in (("BOS", bos), ("PAD", pad)):
@@ -205,13 +216,19 @@ def compile_craft(
             if rasp.tokens.label not in graph.nodes:
                 raise CompileError("the program does not use rasp.tokens, which tracr requires")
             basis_inference.infer_bases(graph, sink, vocab, max_seq_len)
+            values = sum(len(graph.nodes[node].get(nodes.VALUE_SET) or ()) for node in graph.nodes)
+            if values > MAX_VALUES:
+                raise InputError(
+                    f"the program's SOps take {values} values in all at vocab size {len(vocab)} and "
+                    f"max_seq_len {max_seq_len} (at most {MAX_VALUES}): its weights would not fit in memory"
+                )
             expr_to_craft_graph.add_craft_components_to_rasp_graph(
                 graph,
                 bos_dir=bases.BasisDirection(rasp.tokens.label, bos),
                 mlp_exactness=mlp_exactness,
             )
             craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
-    except CompileError:
+    except (CompileError, InputError):
         raise
     except Exception as err:  # tracr signals refusal with assorted exception types
         raise CompileError(f"tracr cannot compile this program: {type(err).__name__}: {err}") from err

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from raspsynth.errors import InputError
+from raspsynth.errors import InputError, checked_seed
 from raspsynth.tracr_bridge.outputs import decode_logits
 
 FORMAT_VERSION = "raspsynth-model/1"
@@ -271,6 +271,8 @@ class Model:
         for layer in self.layers:
             attn_out = np.zeros_like(x)
             for head in layer.heads:
+                if head.query_w.shape[1] == 0:
+                    continue  # key_size 0: no value dimensions, nothing written (and no 0/0 scale)
                 q = x @ head.query_w + head.query_b
                 k = x @ head.key_w + head.key_b
                 v = x @ head.value_w + head.value_b
@@ -327,7 +329,7 @@ class Model:
         Behaviour is unchanged (up to float summation order); nothing about
         the residual's layout survives, which is what synthesis must cope with.
         """
-        perm = np.random.default_rng(seed).permutation(self.d_model)
+        perm = np.random.default_rng(checked_seed(seed)).permutation(self.d_model)
         layers = []
         for layer in self.layers:
             heads = tuple(
@@ -366,7 +368,8 @@ class Model:
         one-hot layout destroyed, so nothing can be read off the weights
         block by block. The hard case for synthesis; used by experiments and
         tests."""
-        q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(self.d_model, self.d_model)))
+        rng = np.random.default_rng(checked_seed(seed))
+        q, _ = np.linalg.qr(rng.normal(size=(self.d_model, self.d_model)))
         layers = tuple(
             LayerWeights(
                 heads=tuple(
