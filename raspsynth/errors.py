@@ -1,8 +1,11 @@
 """Exceptions raised across raspsynth.
 
 Every error a user can provoke with bad input is one of these, named for what
-went wrong, so callers never have to catch numpy's or tracr's internals.
+went wrong, so callers never have to catch numpy's or tracr's internals;
+and the small argument checks that raise them.
 """
+
+import time
 
 
 class RaspsynthError(Exception):
@@ -32,6 +35,18 @@ class NotTracrStructured(RaspsynthError):
     """The weights do not have the layout tracr compiles programs to (for example
     random matrices, or a residual stream rotated rather than permuted), so no
     program structure can be read off them."""
+
+
+class BudgetSpent(RaspsynthError):
+    """The time budget ran out inside a stage. Stages raise it from their
+    loops; `synthesize` catches it and returns its best result so far, so it
+    never reaches a user."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise BudgetSpent if `deadline` (a time.monotonic() value) has passed."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetSpent("the time budget ran out")
 
 
 class MetaModelUnavailable(RaspsynthError):

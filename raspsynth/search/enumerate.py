@@ -86,7 +86,7 @@ def enumerate_programs(
                     program = Program(term.ops, term.name)
                 except ProgramError:
                     continue
-                result = verify(program, model, inputs)
+                result = verify(program, model, inputs, deadline, seed)
                 if result.verified:
                     return EnumerationOutcome(program, result, len(pool), timed_out=False)
     return EnumerationOutcome(None, None, len(pool), timed_out=False)

@@ -135,7 +135,7 @@ def repair(
         # a nearly right screen (or all intermediate values right) is enough
         # to pay for the full check.
         if -neg_score[0] == 1.0 or -neg_score[1] >= config.verify_screen_score:
-            result = verify(current, model, inputs)
+            result = verify(current, model, inputs, deadline, seed)
             if result.verified:
                 return RepairOutcome(current, result, edits, screened, timed_out=False)
         if depth >= config.max_edits:

@@ -45,6 +45,7 @@ from raspsynth.search.verify import Verification, verify
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.expression_search import find_expression
 from raspsynth.tracr_bridge.interchange import load_model
+from raspsynth.tracr_bridge.isomorphism import weights_isomorphic
 from raspsynth.tracr_bridge.model import Model
 from raspsynth.tracr_bridge.probes import count_inputs, probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
@@ -52,6 +53,10 @@ from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 MODES = ("neural", "search", "hybrid")
 DEFAULT_BUDGET_S = 60.0
 EXPRESSION_BUDGET_S = 1.0  # per table function, at most
+# The isomorphism check may run this far past the deadline (within the
+# promised max(1 s, 10%) overrun): it is what certifies a verification that
+# the budget cut short.
+ISOMORPHISM_GRACE_S = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +95,10 @@ class SynthesisResult:
     agreement: float
     report: dict[str, Any]
     ir: Program | None = None
-    certificate: str = "none"  # "exhaustive" (every input run), "sampled" (probes only), "none"
+    # "exhaustive" (every input run), "isomorphic" (recompiled weights equal
+    # the model's up to its symmetries: every input), "sampled" (the probe
+    # set only), "none" (not verified); see `_Run._certificate`.
+    certificate: str = "none"
 
     def to_html(self) -> str:
         """One self-contained HTML page: the source, the dataflow graph laid
@@ -241,13 +249,14 @@ class _Run:
     def search(self) -> SynthesisResult:
         model, mode, config, deadline = self.model, self.report["mode"], self.config, self.deadline
         inputs = self._timed("probes", probe_inputs, model, seed=self.seed)
+        self.inputs = inputs
         self.report["probes"] = len(inputs)
         if mode == "neural":
             return self._finish(self._neural(inputs, deadline, with_repair=False))
         best, readable = _Attempt(), False
         if config.symbolic:
             timeout = config.solver_timeout_ms if config.z3 else None
-            decompiled = self._timed("decompile", decompile_structure, model, timeout)
+            decompiled = self._timed("decompile", decompile_structure, model, timeout, deadline)
             self.decompiled = decompiled  # the meta-model reads the same blocks
             self.report["recognised"] = readable = decompiled.recognised
             self.report["reason"] = decompiled.reason
@@ -302,7 +311,7 @@ class _Run:
         }
         if time.monotonic() > deadline:
             return _Attempt(program, None, origin)
-        result = self._timed("verify", verify, program, model, inputs)
+        result = self._timed("verify", verify, program, model, inputs, deadline, self.seed)
         if result.verified or time.monotonic() > deadline or not self.config.repair:
             return _Attempt(program, result, origin, status=None)
         outcome = self._timed(
@@ -362,7 +371,7 @@ class _Run:
                 )
                 for op in sketch.program.ops
             }
-            result = self._timed("verify", verify, sketch.program, self.model, inputs)
+            result = self._timed("verify", verify, sketch.program, self.model, inputs, deadline, self.seed)
             attempt = _Attempt(sketch.program, result, origin, status=None)
             best = max(best, attempt, key=_Attempt.rank)
             if result.verified or not with_repair:
@@ -395,6 +404,8 @@ class _Run:
                 status = (
                     f"{'passed' if verification.verified else 'failed'} on {verification.probes} probe inputs"
                 )
+                if not verification.complete:
+                    status += f" (a random sample of the {len(self.inputs)}: the budget ran out)"
             self.report["undefined_positions"] = verification.undefined_positions
         self.report["verification"] = status
         if program is not None:
@@ -407,13 +418,8 @@ class _Run:
                 self.report["ops"].append(
                     {"op": op.name, "kind": op.kind, "from": source, "confidence": confidence, "how": how}
                 )
-        verified = attempt.verified
+        verified, certificate = self._certificate(verification)
         agreement = verification.agreement if verification is not None else 0.0
-        spec = self.model.spec
-        everything = count_inputs(len(spec.vocab), spec.max_seq_len)
-        certificate = "none"
-        if verified:
-            certificate = "exhaustive" if verification.probes >= everything else "sampled"
         self.report["certificate"] = certificate
         if program is None:
             self.report["elapsed_s"] = time.monotonic() - self.start
@@ -430,6 +436,32 @@ class _Run:
             program,
             certificate,
         )
+
+    def _certificate(self, verification: Verification | None) -> tuple[bool, str]:
+        """(verified, certificate) for the final verification.
+
+        "exhaustive" when every input ran and matched; else "isomorphic" when
+        the checked probes matched and the recompiled weights equal the
+        model's up to its symmetries (`weights_isomorphic`): a proof on all
+        inputs, which also stands when the budget cut the probe check short;
+        else "sampled" when the whole probe set ran and matched. A probe
+        check cut short with no isomorphism verifies nothing."""
+        if verification is None or not verification.verified:
+            return False, "none"
+        spec = self.model.spec
+        if verification.complete and verification.probes >= count_inputs(len(spec.vocab), spec.max_seq_len):
+            return True, "exhaustive"
+        if verification.candidate is not None:
+            until = max(self.deadline, time.monotonic() + ISOMORPHISM_GRACE_S)
+            isomorphism = self._timed(
+                "isomorphism", weights_isomorphic, self.model, verification.candidate, self.inputs, until
+            )
+            self.report["isomorphism"] = isomorphism.reason
+            if isomorphism.found:
+                return True, "isomorphic"
+        if verification.complete:
+            return True, "sampled"
+        return False, "none"
 
     def _expressions(self, program: Program) -> dict[str, str]:
         """A readable lambda for each table function, where the MIPS-style

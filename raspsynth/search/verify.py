@@ -21,6 +21,7 @@ business (`synthesize`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Sequence
 
@@ -34,7 +35,9 @@ from raspsynth.tracr_bridge.outputs import values_equal
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
-CHUNK = 4096  # probes per forward pass between deadline checks
+# Probes per forward pass between deadline checks: small first, so that a
+# nearly spent budget still checks a sample quickly, then large for speed.
+CHUNKS = (256, 1024, 4096)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +72,11 @@ def verify(
         return Verification(True, 1.0, 0, 0, candidate=compiled)
     order = np.random.default_rng(seed).permutation(len(inputs))
     matched = undefined = checked = 0
-    for start in range(0, len(inputs), CHUNK):
-        if checked and deadline is not None and time.monotonic() > deadline:
+    for round_ in itertools.count():
+        if checked == len(inputs) or (checked and deadline is not None and time.monotonic() > deadline):
             break
-        chunk = [inputs[i] for i in order[start : start + CHUNK]]
+        size = CHUNKS[min(round_, len(CHUNKS) - 1)]
+        chunk = [inputs[i] for i in order[checked : checked + size]]
         expected = model.run(chunk, mark_undefined=True)
         got = compiled.run(chunk, mark_undefined=True)
         for want_row, got_row in zip(expected, got):

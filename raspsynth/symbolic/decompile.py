@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable
 
-from raspsynth.errors import NotTracrStructured
+from raspsynth.errors import BudgetSpent, NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.ir import Fn, Op, Program, ProgramError
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable, component_tables
@@ -54,15 +54,23 @@ class Decompiled:
         return self.program is not None
 
 
-def decompile_structure(model: Model, solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS) -> Decompiled:
+def decompile_structure(
+    model: Model, solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS, deadline: float | None = None
+) -> Decompiled:
     """The program the weights encode, as far as the weights alone tell it.
-    `solver_timeout_ms` bounds Z3's joint relabelling of values; None skips it."""
+    `solver_timeout_ms` bounds Z3's joint relabelling of values; None skips it.
+    At `deadline` (time.monotonic()) the reading stops with no program."""
     try:
         structure = read_structure(model)
+        check_deadline(deadline)
         tables = component_tables(model, structure)
-        values = assign_values(model, structure, tables, solver_timeout_ms)
+        check_deadline(deadline)
+        values = assign_values(model, structure, tables, solver_timeout_ms, deadline)
+        check_deadline(deadline)
         builder = _ProgramBuilder(model, structure, tables, values)
         program = builder.build()
+    except BudgetSpent:
+        return Decompiled(None, {}, {}, reason="the budget ran out while reading the weights")
     except NotTracrStructured as err:
         return Decompiled(None, {}, {}, reason=f"not recognisable as tracr-structured: {err}")
     except ProgramError as err:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import time
 from collections.abc import Hashable
 
 import numpy as np
 
-from raspsynth.errors import NotTracrStructured
+from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.evaluate import PREDICATES
 from raspsynth.program.functions import LIBRARY
@@ -40,6 +41,10 @@ from raspsynth.tracr_bridge.model import Model
 
 # Z3's time limit per block, in milliseconds.
 SOLVER_TIMEOUT_MS = 2000
+# Select-table entries times comparisons beyond which the joint relabelling
+# is not tried: building that many Z3 terms in Python takes longer than any
+# budget (a sort over 30 tokens at length 10: 720k terms, 80 s to build).
+MAX_SOLVER_TERMS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +92,11 @@ def comparison_fit(selects: dict, values: dict[int, Hashable]) -> dict[str, floa
 
 
 def assign_values(
-    model: Model, structure: Structure, tables: dict, solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS
+    model: Model,
+    structure: Structure,
+    tables: dict,
+    solver_timeout_ms: int | None = SOLVER_TIMEOUT_MS,
+    deadline: float | None = None,
 ) -> ValueAssignment:
     values: dict[int, Hashable] = {}
     how: dict[str, str] = {}
@@ -118,7 +127,7 @@ def assign_values(
         if block.encoding == "categorical" and not set(block.dims) <= values.keys():
             raise NotTracrStructured(f"no value for some dimensions of {block.name}")
     if solver_timeout_ms is not None:
-        _repair_predicates(structure, tables, values, how, solver_timeout_ms)
+        _repair_predicates(structure, tables, values, how, solver_timeout_ms, deadline)
     return ValueAssignment(values, how)
 
 
@@ -213,7 +222,9 @@ def _predicates_hold(structure: Structure, tables: dict, values: dict) -> bool:
     return True
 
 
-def _repair_predicates(structure: Structure, tables: dict, values: dict, how: dict, timeout_ms: int) -> None:
+def _repair_predicates(
+    structure: Structure, tables: dict, values: dict, how: dict, timeout_ms: int, deadline: float | None
+) -> None:
     """Relabel the chosen (not read) blocks jointly, by Z3, so that every
     predicate is one of tracr's comparisons; keep chosen labels where possible."""
     attention = [c for c in structure.components if isinstance(tables[c.name], AttentionTable)]
@@ -222,7 +233,7 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
         return
     free = [b for b in structure.blocks if b.encoding == "categorical" and how.get(b.name) != "read"]
     for integer in (True, False):  # integers read best; reals fit values between others
-        labels = _solve_jointly(integer, structure, tables, free, values, timeout_ms)
+        labels = _solve_jointly(integer, structure, tables, free, values, timeout_ms, deadline)
         if labels is not None:
             values.update(labels)
             for block in free:
@@ -231,9 +242,23 @@ def _repair_predicates(structure: Structure, tables: dict, values: dict, how: di
 
 
 def _solve_jointly(
-    integer: bool, structure: Structure, tables: dict, free: list, values: dict, timeout_ms: int
+    integer: bool,
+    structure: Structure,
+    tables: dict,
+    free: list,
+    values: dict,
+    timeout_ms: int,
+    deadline: float | None = None,
 ) -> dict | None:
     import z3
+
+    constraint_pairs = sum(
+        len(tables[c.name].selects)
+        for c in structure.components
+        if isinstance(tables[c.name], AttentionTable)
+    )
+    if constraint_pairs * len(PREDICATES) > MAX_SOLVER_TERMS:
+        return None  # building the constraints alone would take minutes (sorts over many keys)
 
     # An Aggregate's dimensions carry the values it copies: one variable for both.
     same = {}
@@ -277,11 +302,14 @@ def _solve_jointly(
         return None
 
     solver = z3.Optimize(ctx=ctx)
+    if deadline is not None:
+        timeout_ms = max(1, min(timeout_ms, int(1000 * (deadline - time.monotonic()))))
     solver.set("timeout", timeout_ms)
     for block in free:
         if len(block.dims) > 1:
             solver.add(z3.Distinct(*[variables[d] for d in sorted(block.dims, key=label_key)]))
     for component in structure.components:
+        check_deadline(deadline)
         table = tables[component.name]
         if not isinstance(table, AttentionTable) or any(q is None or k is None for q, k in table.selects):
             continue
@@ -306,6 +334,7 @@ def _solve_jointly(
         current = values.get(d)
         if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
             solver.add_soft(v == constant(int(current)))
+    check_deadline(deadline)
     if solver.check() != z3.sat:
         return None
     model = solver.model()

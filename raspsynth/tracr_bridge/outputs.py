@@ -8,11 +8,14 @@ intermediate values and the symbolic layer's fits:
 - A categorical position is *undefined* only where every output logit is at
   float-noise level: at most `NOISE_FLOOR` times the model's logit scale
   (the largest |logit| it produces, 1 for tracr's one-hot outputs). An
-  Aggregate that selected nothing leaves such a position (logits ~1e-17 in
-  float64, ~1e-8 in float32, ~1e-6 after a rotated residual), and there
-  tracr's argmax depends on the CPU. A blend (an Aggregate over differing
-  values: top logit between 1/(max_seq_len+1) and 1) is far above the floor
-  and is an output like any other, decoded by argmax.
+  Aggregate that selected nothing leaves such a position: logits of float
+  rounding (~1e-17 in float64, ~1e-8 in float32, ~1e-6 after a rotated
+  residual) or of tracr's own leakage there (up to 3e-4 measured: the
+  discretising MLPs' inexact one-hots, in make_sort_unique with repeated
+  keys), and there the argmax depends on summation order and the CPU. A blend
+  (an Aggregate over differing values) has a top logit of at least
+  1/max_seq_len >= 2e-3 (max_seq_len <= 512, as `compile_program` allows),
+  typically 1/10: it is an output like any other, decoded by argmax.
 - Undefined meets only undefined; everywhere else decoded values must be
   equal: categorical ones exactly (True is not 1: the type is part of the
   value), numerical ones within `NUMERICAL_ATOL`.
@@ -24,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-# Relative to the model's logit scale. Far below any blend a tracr model can
-# make at max_seq_len <= 999 (>= 1/1000 of the scale), far above float32
-# rounding and the interference of another residual basis (~1e-6 measured).
-NOISE_FLOOR = 1e-4
+# Relative to the model's logit scale: between tracr's leakage (3e-4) and the
+# smallest blend at max_seq_len 512 (2e-3); see the module docstring.
+NOISE_FLOOR = 1e-3
 # Two compilations of equivalent programs can differ in how their numerical
 # MLPs approximate a function; this is the tolerance for calling them equal.
 NUMERICAL_ATOL = 1e-3

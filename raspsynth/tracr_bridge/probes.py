@@ -35,16 +35,23 @@ def probe_inputs(
     """Inputs on which to compare a program with `model`.
 
     Every non-empty input when there are at most `exhaustive_bound` of them;
-    otherwise every input up to length 3 plus `n_random` distinct seeded random
-    inputs of length 4 to max_seq_len.
+    otherwise every input up to the longest length L <= 3 that keeps those
+    within `exhaustive_bound` (L = 3 up to vocab 46; none at vocab 10^5),
+    plus `n_random` distinct seeded random inputs of lengths L+1 to
+    max_seq_len.
     """
     vocab = model.spec.vocab
     max_len = model.spec.max_seq_len
     if count_inputs(len(vocab), max_len) <= exhaustive_bound:
         return _all_inputs(vocab, range(1, max_len + 1))
-    probes = _all_inputs(vocab, range(1, min(EXHAUSTIVE_PREFIX_LENGTH, max_len) + 1))
+    prefix = 0
+    while prefix < min(EXHAUSTIVE_PREFIX_LENGTH, max_len) and (
+        count_inputs(len(vocab), prefix + 1) <= exhaustive_bound
+    ):
+        prefix += 1
+    probes = _all_inputs(vocab, range(1, prefix + 1))
     rng = np.random.default_rng(seed)
-    longer = list(range(EXHAUSTIVE_PREFIX_LENGTH + 1, max_len + 1))
+    longer = list(range(prefix + 1, max_len + 1))
     available = count_inputs(len(vocab), max_len) - len(probes)
     sampled: dict[tuple[Token, ...], None] = {}
     while len(sampled) < min(n_random, available):
