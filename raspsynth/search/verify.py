@@ -21,7 +21,6 @@ business (`synthesize`).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time
 from collections.abc import Sequence
 
@@ -35,9 +34,11 @@ from raspsynth.tracr_bridge.outputs import values_equal
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
-# Probes per forward pass between deadline checks: small first, so that a
-# nearly spent budget still checks a sample quickly, then large for speed.
-CHUNKS = (256, 1024, 4096)
+# Probes per forward pass between deadline checks: the first chunk small, so
+# that a nearly spent budget still checks a sample quickly; later ones as
+# many as the time per probe so far says fit before the deadline, up to the
+# largest (for speed).
+FIRST_CHUNK, SMALLEST_CHUNK, LARGEST_CHUNK = 128, 32, 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +73,15 @@ def verify(
         return Verification(True, 1.0, 0, 0, candidate=compiled)
     order = np.random.default_rng(seed).permutation(len(inputs))
     matched = undefined = checked = 0
-    for round_ in itertools.count():
-        if checked == len(inputs) or (checked and deadline is not None and time.monotonic() > deadline):
-            break
-        size = CHUNKS[min(round_, len(CHUNKS) - 1)]
+    began, size = time.monotonic(), FIRST_CHUNK
+    while checked < len(inputs):
+        if checked:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                break
+            per_probe = (now - began) / checked
+            left = LARGEST_CHUNK if deadline is None else (deadline - now) / max(per_probe, 1e-9)
+            size = int(min(LARGEST_CHUNK, max(SMALLEST_CHUNK, left)))
         chunk = [inputs[i] for i in order[checked : checked + size]]
         expected = model.run(chunk, mark_undefined=True)
         got = compiled.run(chunk, mark_undefined=True)

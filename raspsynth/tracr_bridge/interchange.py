@@ -110,6 +110,7 @@ def _read_archive(archive: zipfile.ZipFile, file_size: int) -> tuple[dict[str, n
     if members["meta"].file_size > MAX_META_BYTES:
         size = members["meta"].file_size
         raise ModelFormatError(f"'meta' declares {size} bytes (at most {MAX_META_BYTES})")
+    _read_header(archive, members["meta"], "meta", kinds="US")
     meta = parse_meta(_read_member(archive, members.pop("meta"), "meta"))
     expected_count = GLOBAL_ARRAYS + ARRAYS_PER_LAYER * meta["num_layers"]
     if expected_count != len(members):
@@ -151,9 +152,12 @@ def _read_archive(archive: zipfile.ZipFile, file_size: int) -> tuple[dict[str, n
     return {name: _read_member(archive, members[name], name) for name in expected}, meta
 
 
-def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> tuple[np.dtype, tuple]:
+def _read_header(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, kinds: str = "fiu"
+) -> tuple[np.dtype, tuple]:
     """(dtype, shape) from a member's npy header, read from its first bytes;
-    the data it declares must fill the member's declared size exactly."""
+    the dtype must be of one of `kinds` (numbers; strings for meta) and the
+    data it declares must fill the member's declared size exactly."""
     try:
         with archive.open(info) as stream:
             version = np.lib.format.read_magic(stream)
@@ -167,7 +171,9 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> 
     except Exception as err:  # numpy's header parser raises assorted types on garbage
         why = f"{type(err).__name__}: {err}"
         raise ModelFormatError(f"array {name!r} has no valid npy header ({why})") from None
-    if dtype.hasobject or dtype.kind not in "fiu":
+    if dtype.hasobject or dtype.kind not in kinds:
+        if kinds == "US":
+            raise ModelFormatError(f"'meta' is unreadable: dtype {dtype}; it must be a 0-d string array")
         raise ModelFormatError(f"array {name!r} has non-numeric dtype {dtype}")
     if math.prod(shape) * dtype.itemsize + header_bytes != info.file_size:
         raise ModelFormatError(

@@ -27,7 +27,7 @@ Token = Hashable
 Output = Any  # a categorical value, or a float for numerical outputs
 
 # Inputs per length on which `Model.logit_scale` is measured.
-SCALE_SAMPLES_PER_LENGTH = 16
+SCALE_SAMPLES_PER_LENGTH = 4
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
