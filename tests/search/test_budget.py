@@ -41,3 +41,11 @@ def test_the_budget_is_kept_on_large_vocabularies(large_models, name, budget):
     assert result.verified == (result.certificate != "none")
     if result.certificate == "sampled":
         assert "budget ran out" not in result.report["verification"]
+
+
+def test_a_large_vocabulary_result_is_certified_on_all_inputs(large_models):
+    # hist at vocab 100, length 10: 10^20 inputs, so only the weights can
+    # certify the recovered program everywhere.
+    result = synthesize(large_models["hist, vocab 100"], mode="search", budget_s=10)
+    assert result.verified and result.certificate == "isomorphic"
+    assert "equal up to a residual permutation" in result.report["isomorphism"]

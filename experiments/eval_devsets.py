@@ -1,0 +1,80 @@
+"""Synthesis on the development sets no one here wrote (../shared/devsets/).
+
+For each set (interpbench: human-written programs compiled by tracr; peer:
+another team's sampler), synthesizes every model at the given budget, one
+model at a time in a worker process (`raspsynth.batch.synthesize_many`,
+resumable), and prints per set: verified share, the certificates (isomorphic /
+exhaustive / sampled / none), median and p95 time, and the worst ratio of
+elapsed time to budget (the budget promise is budget + max(1 s, 10%)).
+Measurement only: nothing is tuned or selected on these sets.
+
+    python experiments/eval_devsets.py [--budget 30] [--sets interpbench peer] [--jobs 1]
+
+Writes experiments/results/eval_devsets.json (and a .jsonl of rows per set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from raspsynth.batch import synthesize_many
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "experiments" / "results"
+CERTIFICATES = ("isomorphic", "exhaustive", "sampled", "none")
+
+
+def summarise(rows: list[dict], budget: float) -> dict:
+    elapsed = np.array([row["elapsed_s"] for row in rows])
+    certificates = Counter(row["certificate"] for row in rows)
+    return {
+        "models": len(rows),
+        "verified": sum(row["verified"] for row in rows),
+        "certificates": {c: certificates.get(c, 0) for c in CERTIFICATES},
+        "median_s": float(np.median(elapsed)),
+        "p95_s": float(np.percentile(elapsed, 95)),
+        "worst_elapsed_over_budget": float(elapsed.max() / budget),
+        "over_promise": int(np.sum(elapsed > budget + max(1.0, 0.1 * budget))),
+        "errors": [row["model"] for row in rows if row["status"] not in ("verified", "not verified")],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", type=float, default=30.0)
+    parser.add_argument("--sets", nargs="+", default=["interpbench", "peer"])
+    parser.add_argument("--jobs", type=int, default=1, help="models at once (1: timings undisturbed)")
+    parser.add_argument("--mode", default="hybrid", choices=("search", "hybrid"))
+    parser.add_argument("--devsets", default=str(REPO.parent / "shared" / "devsets"))
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"budget_s": args.budget, "mode": args.mode, "sets": {}}
+    for name in args.sets:
+        models = sorted(str(p) for p in (Path(args.devsets) / name).glob("*.npz"))
+        rows_path = out / f"eval_devsets_{name}_{args.mode}_{args.budget:g}s.jsonl"
+        rows = synthesize_many(models, rows_path, jobs=args.jobs, mode=args.mode, budget_s=args.budget)
+        summary["sets"][name] = summarise(rows, args.budget)
+    (out / "eval_devsets.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"budget {args.budget:g} s, mode {args.mode}")
+    columns = ["set", "verified", *CERTIFICATES, "median s", "p95 s", "worst elapsed/budget"]
+    print("| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, s in summary["sets"].items():
+        n, c = s["models"], s["certificates"]
+        print(
+            f"| {name} | {s['verified']}/{n} ({100 * s['verified'] / n:.1f}%) | "
+            + " | ".join(f"{c[k]} ({100 * c[k] / n:.0f}%)" for k in CERTIFICATES)
+            + f" | {s['median_s']:.2f} | {s['p95_s']:.2f} | {s['worst_elapsed_over_budget']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
