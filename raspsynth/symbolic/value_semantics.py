@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import threading
 import time
 from collections.abc import Hashable
 
@@ -335,7 +336,18 @@ def _solve_jointly(
         if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
             solver.add_soft(v == constant(int(current)))
     check_deadline(deadline)
-    if solver.check() != z3.sat:
+    # Z3's optimizer does not always honour its own timeout, nor an interrupt
+    # (31 s measured on a 2 s timeout): the check runs in a thread (ctypes
+    # releases the GIL) and is abandoned, interrupted, when the time is up.
+    answers: list = []
+    worker = threading.Thread(target=lambda: answers.append(solver.check()), daemon=True)
+    worker.start()
+    worker.join(timeout_ms / 1000 + 0.1)
+    if worker.is_alive():
+        ctx.interrupt()
+        return None
+    answer = answers[0] if answers else None
+    if answer != z3.sat:
         return None
     model = solver.model()
     labels = {}
