@@ -96,8 +96,8 @@ def test_without_repair_a_wrong_reading_stays_wrong(monkeypatch):
     make_sort_unique) is repaired by default and kept without repair."""
     real = decompile_structure
 
-    def broken_reading(model, solver_timeout_ms=None):
-        decompiled = real(model, solver_timeout_ms)
+    def broken_reading(model, solver_timeout_ms=None, deadline=None):
+        decompiled = real(model, solver_timeout_ms, deadline)
         ops = tuple(
             dataclasses.replace(op, comparison="GT") if op.name == "select_0_0" else op
             for op in decompiled.program.ops
