@@ -77,7 +77,7 @@ def test_bad_arguments_get_named_errors(shared_examples, tmp_path, monkeypatch):
         synthesize(model, mode="magic")
     with pytest.raises(InputError, match="budget_s must be a positive number"):
         synthesize(model, budget_s=0)
-    with pytest.raises(InputError, match="seed must be an integer"):
+    with pytest.raises(InputError, match="seed must be a non-negative integer"):
         synthesize(model, seed=1.5)
     with pytest.raises(InputError, match="from_tracr"):
         synthesize(object())
