@@ -19,7 +19,7 @@ from raspsynth.program.evaluate import trace
 from raspsynth.program.ir import Program
 from raspsynth.symbolic.decompile import Decompiled
 from raspsynth.tracr_bridge.model import Model, Token
-from raspsynth.tracr_bridge.outputs import values_equal
+from raspsynth.tracr_bridge.outputs import decode_logits, values_equal
 
 Observed = dict[str, list[list]]  # op name -> per input, per position value (None: no value)
 
@@ -36,14 +36,14 @@ def rasp_outputs(model: Model, inputs: Sequence[Sequence[Token]]) -> list[list]:
     """The model's outputs as RASP evaluation states them: categorical
     positions holding a blend or nothing (top logit below `HOT_VALUE`) are
     None; what `evaluate` of a correct candidate gives."""
-    all_logits = model.logits(inputs)
-    if model.spec.numerical:
-        return [row[:, 0].astype(np.float64).tolist() for row in all_logits]
-    values = model.spec.output_values
-    return [
-        [values[i] if hot else None for i, hot in zip(row.argmax(-1).tolist(), row.max(-1) >= HOT_VALUE)]
-        for row in all_logits
-    ]
+    values, numerical = model.spec.output_values, model.spec.numerical
+    rows = []
+    for logits in model.logits(inputs):
+        decoded = decode_logits(logits, values)
+        if not numerical:
+            decoded = [v if hot else None for v, hot in zip(decoded, (logits.max(-1) >= HOT_VALUE).tolist())]
+        rows.append(decoded)
+    return rows
 
 
 def final_residual(model: Model, inputs: Sequence[Sequence[Token]]) -> list[np.ndarray]:

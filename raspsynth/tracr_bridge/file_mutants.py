@@ -198,7 +198,7 @@ def _deep_meta(source: Path, rng: np.random.Generator) -> bytes:
 
 def _meta_not_npy(source: Path, rng: np.random.Generator) -> bytes:
     members = [(n, p) for n, p in _members(source.read_bytes()) if n != "meta.npy"]
-    arrays, meta = read_arrays(source)
+    _, meta = read_arrays(source)
     return _zip(members + [("meta", json.dumps(meta).encode())])
 
 

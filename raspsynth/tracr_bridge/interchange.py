@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from raspsynth.errors import ModelFileNotFound, ModelFormatError
-from raspsynth.tracr_bridge.model import FORMAT_VERSION, HeadWeights, IOSpec, LayerWeights, Model
+from raspsynth.tracr_bridge.model import (
+    FORMAT_VERSION,
+    HeadWeights,
+    IOSpec,
+    LayerWeights,
+    Model,
+    value_key,
+)
 
 _META_INT_FIELDS = ("max_seq_len", "num_heads", "num_layers", "key_size", "mlp_hidden_size")
 MAX_META_BYTES = 16 << 20  # a meta JSON (vocabularies included) larger than this is refused
@@ -233,7 +240,7 @@ def check_meta(meta: Any) -> None:
     for key in ("bos", "pad"):
         if not isinstance(meta[key], str):
             raise ModelFormatError(f"'meta.{key}' must be a string token; got {meta[key]!r}")
-        if _value_key(meta[key]) not in vocab:
+        if value_key(meta[key]) not in vocab:
             raise ModelFormatError(f"'meta.{key}' ({meta[key]!r}) is not in input_vocab")
     if meta["bos"] == meta["pad"]:
         raise ModelFormatError(f"'meta.bos' and 'meta.pad' are the same token ({meta['bos']!r})")
@@ -248,11 +255,6 @@ def check_meta(meta: Any) -> None:
         _distinct_values(output["values"], "meta.output.values")
 
 
-def _value_key(value: Any) -> tuple:
-    """A key under which equal tokens collide and True stays apart from 1."""
-    return (isinstance(value, bool), value)
-
-
 def _distinct_values(values: list, field: str) -> set[tuple]:
     keys = set()
     for value in values:
@@ -260,7 +262,7 @@ def _distinct_values(values: list, field: str) -> set[tuple]:
             raise ModelFormatError(f"'{field}' holds {value!r}; entries are strings or numbers")
         if isinstance(value, float) and not math.isfinite(value):
             raise ModelFormatError(f"'{field}' holds {value!r}; entries must be finite")
-        key = _value_key(value)
+        key = value_key(value)
         if key in keys:
             raise ModelFormatError(f"'{field}' has a repeated entry, {value!r}")
         keys.add(key)

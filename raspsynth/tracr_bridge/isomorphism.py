@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from raspsynth.errors import BudgetSpent, check_deadline
-from raspsynth.tracr_bridge.model import LayerWeights, Model, Token
+from raspsynth.tracr_bridge.model import LayerWeights, Model, Token, value_key
 
 RTOL = 1e-5  # relative to each compared matrix's largest entry
 SIGNATURE_DECIMALS = 4
@@ -64,7 +64,7 @@ def weights_isomorphic(
     """Whether `candidate` equals `target` up to the symmetries above; not
     found (reason: the budget) when `deadline` (time.monotonic()) passes."""
     t_spec, c_spec = target.spec, candidate.spec
-    if set(map(_key, t_spec.vocab)) != set(map(_key, c_spec.vocab)) or (
+    if set(map(value_key, t_spec.vocab)) != set(map(value_key, c_spec.vocab)) or (
         t_spec.max_seq_len,
         t_spec.causal,
         t_spec.numerical,
@@ -110,19 +110,15 @@ def weights_isomorphic(
     )
 
 
-def _key(value) -> tuple:
-    return (isinstance(value, bool), value)
-
-
 def _token_rows(target: Model, candidate: Model) -> np.ndarray | None:
     """Candidate token-embedding row for each target row (BOS to BOS, PAD to PAD)."""
     t, c = target.spec, candidate.spec
-    index = {_key(tok): i for i, tok in enumerate(c.input_vocab)}
+    index = {value_key(tok): i for i, tok in enumerate(c.input_vocab)}
     index[("bos",)] = c.input_vocab.index(c.bos)
     index[("pad",)] = c.input_vocab.index(c.pad)
     rows = []
     for tok in t.input_vocab:
-        key = ("bos",) if tok == t.bos else ("pad",) if tok == t.pad else _key(tok)
+        key = ("bos",) if tok == t.bos else ("pad",) if tok == t.pad else value_key(tok)
         if key not in index:
             return None
         rows.append(index[key])
@@ -132,8 +128,8 @@ def _token_rows(target: Model, candidate: Model) -> np.ndarray | None:
 def _output_columns(target: Model, candidate: Model) -> np.ndarray | None:
     if target.spec.numerical:
         return np.array([0])
-    index = {_key(v): i for i, v in enumerate(candidate.spec.output_values)}
-    wanted = [_key(v) for v in target.spec.output_values]
+    index = {value_key(v): i for i, v in enumerate(candidate.spec.output_values)}
+    wanted = [value_key(v) for v in target.spec.output_values]
     if sorted(index, key=repr) != sorted(wanted, key=repr):
         return None
     return np.array([index[k] for k in wanted])
@@ -144,8 +140,8 @@ def _sublayers(model: Model) -> list[_Sublayer]:
     circuits and their MLP units; silent heads and units dropped."""
     out = []
     for layer in model.layers:
-        heads = tuple(_circuits(h) for h in layer.heads if h.query_w.shape[1] and np.any(h.output_w))
-        heads = tuple((qk, ov) for qk, ov in heads if np.any(ov))
+        circuits = (_circuits(h) for h in layer.heads if h.query_w.shape[1])
+        heads = tuple((qk, ov) for qk, ov in circuits if np.any(ov))
         if heads or np.any(layer.attn_output_b):
             out.append(_Sublayer("attn", heads=heads, bias=layer.attn_output_b))
         units = _mlp_units(layer)

@@ -26,6 +26,13 @@ FORMAT_VERSION = "raspsynth-model/1"
 Token = Hashable
 Output = Any  # a categorical value, or a float for numerical outputs
 
+
+def value_key(value: Any) -> tuple:
+    """A token's or output value's identity: equal values collide (1 and
+    1.0), but True stays apart from 1 (the type of a bool is its value)."""
+    return (isinstance(value, bool), value)
+
+
 # Inputs per length on which `Model.logit_scale` is measured.
 SCALE_SAMPLES_PER_LENGTH = 4
 
