@@ -39,8 +39,7 @@ import dataclasses
 import numpy as np
 
 from raspsynth.neural.program_tokens import COEFFICIENT_TOKENS, MAX_OPS, OP_KINDS, coefficient_token
-from raspsynth.program.evaluate import PREDICATES
-from raspsynth.program.ir import SOURCES
+from raspsynth.program.ir import PREDICATES, SOURCES
 from raspsynth.symbolic.component_tables import MlpTable
 from raspsynth.symbolic.decompile import Decompiled, decompile_structure, library_fit, mlp_value_rows
 from raspsynth.symbolic.residual_structure import Component

@@ -27,8 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from raspsynth.program.evaluate import PREDICATES
-from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program, ProgramError
 from raspsynth.symbolic.value_semantics import library_functions
 
 MAX_OPS = 16

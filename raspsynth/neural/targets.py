@@ -29,8 +29,8 @@ import numpy as np
 
 from raspsynth.neural.block_encoding import EncodedBlocks, field
 from raspsynth.neural.program_tokens import TokenError, from_tokens, op_tokens, to_tokens, token_groups
-from raspsynth.program.evaluate import PREDICATES, trace
-from raspsynth.program.ir import SOURCES, Op, Program
+from raspsynth.program.evaluate import trace
+from raspsynth.program.ir import PREDICATES, SOURCES, Op, Program
 from raspsynth.symbolic.value_semantics import library_functions
 from raspsynth.tracr_bridge.model import Model
 

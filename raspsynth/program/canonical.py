@@ -6,7 +6,8 @@ the value set of every op (mirroring tracr's basis inference), a canonical
 
 The canonical form removes dead code, merges identical subexpressions,
 replaces every function by its table on its actual input domain (so functions
-equal on that domain, like `mod(k=2)` and `parity`, are identified), orders the
+equal on that domain, like `mod(k=2)` and `parity`, are identified; a custom
+predicate equal to one of tracr's comparisons there becomes that comparison), orders the
 operands of a two-input op by structure (transposing its table or swapping
 its coefficients), and renames ops v0, v1, ... in a deterministic topological
 order. Two programs with the same canonical hash compile to the same model.
@@ -19,7 +20,7 @@ import itertools
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from raspsynth.program.ir import SOURCES, Fn, Op, Program
+from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program
 
 ValueSet = frozenset
 
@@ -58,6 +59,15 @@ def function_of(op: Op) -> Callable:
         a, b = op.coefficients
         return lambda x, y: a * x + b * y
     return op.fn.bind()
+
+
+def select_predicate(op: Op) -> Callable[[Hashable, Hashable], bool]:
+    """The predicate a select op computes, called as predicate(key, query):
+    False where a custom predicate raises or is asked outside its table."""
+    if op.fn is None:
+        return PREDICATES[op.comparison]
+    f = op.fn.bind()
+    return lambda key, query: bool(apply_ignoring_errors(f, key, query))
 
 
 def value_sets(program: Program, vocab: Iterable[Hashable], max_seq_len: int) -> dict[str, ValueSet]:
@@ -134,6 +144,8 @@ def canonical_form(program: Program, vocab: Iterable[Hashable], max_seq_len: int
 
 def _normalise(op: Op, domains: list[ValueSet], keys: dict[str, str]) -> Op:
     """Tabulate the function and order commutable operands by structure."""
+    if op.kind == "select" and op.fn is not None:
+        return _canonical_select(op, domains)
     fn = tabulate(op, domains) if op.fn is not None else None
     inputs, coefficients = op.inputs, op.coefficients
     if op.kind in ("sequence_map", "linear_sequence_map") and keys[inputs[1]] < keys[inputs[0]]:
@@ -143,6 +155,18 @@ def _normalise(op: Op, domains: list[ValueSet], keys: dict[str, str]) -> Op:
         if fn is not None:
             fn = Fn.from_table({(y, x): v for (x, y), v in fn.table}, 2)
     return Op(op.kind, op.name, inputs, op.encoding, fn, op.comparison, coefficients)
+
+
+def _canonical_select(op: Op, domains: list[ValueSet]) -> Op:
+    """A custom predicate as tracr's comparison equal to it on keys x queries,
+    else as its table there."""
+    predicate = select_predicate(op)
+    pairs = list(itertools.product(*domains))
+    table = {pair: predicate(*pair) for pair in pairs}
+    for name, comparison in PREDICATES.items():
+        if all(bool(apply_ignoring_errors(comparison, *pair)) == chosen for pair, chosen in table.items()):
+            return Op("select", op.name, op.inputs, comparison=name)
+    return Op("select", op.name, op.inputs, fn=Fn.from_table(table, 2))
 
 
 def _structure(op: Op, keys: dict[str, str]) -> str:

@@ -15,19 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from raspsynth.program.canonical import apply_ignoring_errors, function_of
+from raspsynth.program.canonical import apply_ignoring_errors, function_of, select_predicate
 from raspsynth.program.ir import Op, Program
-
-PREDICATES = {
-    "EQ": lambda key, query: key == query,
-    "LT": lambda key, query: key < query,
-    "LEQ": lambda key, query: key <= query,
-    "GT": lambda key, query: key > query,
-    "GEQ": lambda key, query: key >= query,
-    "NEQ": lambda key, query: key != query,
-    "TRUE": lambda key, query: True,
-    "FALSE": lambda key, query: False,
-}
 
 
 class _Mixed:
@@ -64,7 +53,7 @@ def eval_op(op: Op, args: list, n: int) -> list:
     (which may hold MIXED)."""
     if op.kind == "select":
         keys, queries = args
-        predicate = PREDICATES[op.comparison]
+        predicate = select_predicate(op)
         # As in tracr's model: an undefined query or key (an all-zero block)
         # scores nothing, so it is simply not selected; a MIXED one is unknown.
         return [[_select_entry(predicate, k, q) for k in keys] for q in queries]

@@ -1,8 +1,14 @@
-"""The library of element-wise functions that programs name by id.
+"""The library of element-wise functions and Select predicates that programs
+name by id.
 
 Each entry pairs a Python implementation with the lambda source written into
 generated programs; a test checks that the two agree on the default domain.
 Parameters are small integers (`add(k=2)` is `lambda x: x + 2`).
+
+Predicates (`predicate=True`) are the boolean functions of (key, query) that
+people pass to `rasp.Select` besides tracr's 8 comparisons: a shift
+(`q == k + c`, tracr lib's `shift_by`), a bounded look-back (`k < q + c`),
+a window (`abs(k - q) <= c`) and a residue class (`k % c == q % c`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ class LibraryFunction:
     template: str
     boolean: bool = False
     param_range: tuple[int, int] = (0, 0)
+    predicate: bool = False  # a Select predicate of (key, query), not a Map's function
 
     def source(self, args: tuple[int, ...]) -> str:
-        return self.template.format(**dict(zip(self.params, args)))
+        # `q + -1` reads as `q - 1`.
+        return self.template.format(**dict(zip(self.params, args))).replace("+ -", "- ")
 
     def bind(self, args: tuple[int, ...]) -> Callable:
         return self.impl(*args)
@@ -55,6 +63,11 @@ def _threshold(name, symbol, fn):
         boolean=True,
         param_range=(0, 3),
     )
+
+
+def _predicate(name, impl, template, param_range):
+    """A Select predicate `impl(c)(key, query)` with one parameter `c`."""
+    return LibraryFunction(name, 2, ("c",), impl, template, True, param_range, predicate=True)
 
 
 _COMPARISONS = {
@@ -93,6 +106,12 @@ _ENTRIES: list[LibraryFunction] = [
         _binary(f"{name}2", fn, f"lambda x, y: x {symbol} y", True)
         for name, (symbol, fn) in _COMPARISONS.items()
     ),
+    # c = 0 would be a tracr comparison (EQ, LT, GT), which the reading prefers.
+    _predicate("shift", lambda c: lambda k, q: q == k + c, "lambda k, q: q == k + {c}", (-3, 3)),
+    _predicate("before", lambda c: lambda k, q: k < q + c, "lambda k, q: k < q + {c}", (-3, 3)),
+    _predicate("after", lambda c: lambda k, q: k > q + c, "lambda k, q: k > q + {c}", (-3, 3)),
+    _predicate("window", lambda c: lambda k, q: abs(k - q) <= c, "lambda k, q: abs(k - q) <= {c}", (1, 3)),
+    _predicate("same_mod", lambda c: lambda k, q: k % c == q % c, "lambda k, q: k % {c} == q % {c}", (2, 4)),
 ]
 
 LIBRARY: dict[str, LibraryFunction] = {entry.name: entry for entry in _ENTRIES}

@@ -2,10 +2,12 @@
 
 In: nothing (this module defines the data). Out: `Program`, a tuple of `Op`s
 in topological order plus the name of the output. The IR covers what tracr
-compiles: tokens, indices, Map, SequenceMap, LinearSequenceMap, Select with
-tracr's 8 comparisons, categorical and numerical Aggregate, SelectorWidth,
-with categorical/numerical encodings. Every element-wise function is a `Fn`:
-a library function with integer parameters, or an explicit finite table.
+compiles: tokens, indices, Map, SequenceMap, LinearSequenceMap, Select,
+categorical and numerical Aggregate, SelectorWidth, with categorical/numerical
+encodings. Every element-wise function is a `Fn`: a library function with
+integer parameters, or an explicit finite table. A Select's predicate is one
+of tracr's 8 comparisons (`comparison`) or any boolean function of (key,
+query) (`fn`: a library predicate such as `q == k + 1`, or a table).
 
 The IR knows nothing of tracr; `raspsynth.tracr_bridge.rasp_conversion`
 converts both ways.
@@ -22,7 +24,19 @@ from raspsynth.errors import RaspsynthError
 from raspsynth.program.functions import LIBRARY
 
 SOURCES = ("tokens", "indices")
-COMPARISONS = ("EQ", "LT", "LEQ", "GT", "GEQ", "NEQ", "TRUE", "FALSE")
+# tracr's comparisons, called as predicate(key, query).
+PREDICATES = {
+    "EQ": lambda key, query: key == query,
+    "LT": lambda key, query: key < query,
+    "LEQ": lambda key, query: key <= query,
+    "GT": lambda key, query: key > query,
+    "GEQ": lambda key, query: key >= query,
+    "NEQ": lambda key, query: key != query,
+    "TRUE": lambda key, query: True,
+    "FALSE": lambda key, query: False,
+}
+COMPARISONS = tuple(PREDICATES)
+PREDICATE_ARGUMENTS = ("k", "q")  # a custom predicate's lambda is written `lambda k, q: ...`
 ENCODINGS = ("categorical", "numerical")
 
 # kind -> number of inputs; inputs are names of earlier ops or of SOURCES.
@@ -46,7 +60,7 @@ class Fn:
     """An element-wise function: `LIBRARY[name]` with `params`, or a table.
 
     A table maps argument values (a tuple `(x, y)` for binary functions) to
-    results; it is exact on its domain and undefined elsewhere.
+    results; it is exact on its domain and None (undefined) elsewhere.
     """
 
     name: str
@@ -76,15 +90,20 @@ class Fn:
         if self.name == "table":
             lookup = dict(self.table)
             if self.arity == 1:
-                return lambda x: lookup[x]
-            return lambda x, y: lookup[(x, y)]
+                return lambda x: lookup.get(x)
+            return lambda x, y: lookup.get((x, y))
         return LIBRARY[self.name].bind(self.params)
 
-    def source(self) -> str:
-        """The lambda's Python source (tables become a dict lookup)."""
+    def source(self, names: tuple[str, ...] = ("x", "y")) -> str:
+        """The lambda's Python source (tables become a dict lookup over
+        arguments called `names`; a Select's predicate uses ("k", "q"))."""
         if self.name == "table":
             body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.table) + "}"
-            return f"lambda x: {body}[x]" if self.arity == 1 else f"lambda x, y: {body}[(x, y)]"
+            # .get: None outside the table, which tracr leaves out of the value set.
+            if self.arity == 1:
+                return f"lambda {names[0]}: {body}.get({names[0]})"
+            x, y = names[:2]
+            return f"lambda {x}, {y}: {body}.get(({x}, {y}))"
         return LIBRARY[self.name].source(self.params)
 
     def describe(self) -> str:
@@ -116,8 +135,9 @@ def _jsonable(key: Hashable) -> Any:
 class Op:
     """One RASP operation, named `name`, reading the ops named in `inputs`.
 
-    `fn` is set for map/sequence_map, `comparison` for select, and
-    `coefficients` for linear_sequence_map. `encoding` is the output's
+    `fn` is set for map/sequence_map, and `coefficients` for
+    linear_sequence_map. A select has either `comparison` (tracr's) or `fn`,
+    a custom predicate called as fn(key, query). `encoding` is the output's
     (selects have none: "selector").
     """
 
@@ -137,7 +157,10 @@ class Op:
             raise ProgramError(f"{self.kind} {self.name} takes {OP_ARITY[self.kind]} inputs")
         if self.kind == "select":
             object.__setattr__(self, "encoding", "selector")
-            if self.comparison not in COMPARISONS:
+            if self.fn is not None:
+                if self.comparison is not None or self.fn.arity != 2:
+                    raise ProgramError(f"select {self.name} needs one comparison or one 2-ary predicate")
+            elif self.comparison not in COMPARISONS:
                 raise ProgramError(f"select {self.name} has comparison {self.comparison!r}")
         elif self.encoding not in ENCODINGS:
             raise ProgramError(f"{self.name} has encoding {self.encoding!r}")

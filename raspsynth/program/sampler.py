@@ -225,7 +225,11 @@ def _numbers(values: frozenset) -> bool:
 
 
 def _library_fn(rng: np.random.Generator, arity: int, boolean_only: bool = False) -> Fn:
-    names = [n for n, e in LIBRARY.items() if e.arity == arity and (e.boolean or not boolean_only)]
+    names = [
+        n
+        for n, e in LIBRARY.items()
+        if e.arity == arity and not e.predicate and (e.boolean or not boolean_only)
+    ]
     entry = LIBRARY[names[int(rng.integers(len(names)))]]
     low, high = entry.param_range
     params = tuple(int(rng.integers(low, high + 1)) for _ in entry.params)

@@ -1,7 +1,7 @@
 """Python source for a program IR.
 
 In: a `Program`, and optionally a readable lambda for some ops (expressions
-found for table functions, equal to the table on its domain, which is all
+found for table functions and predicates, equal to the table on its domain, which is all
 tracr evaluates a lambda on). Out: self-contained Python text that, run with
 exec, binds `program` to the equivalent tracr `rasp.SOp`. It imports only
 tracr.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from raspsynth.program.ir import SOURCES, Program
+from raspsynth.program.ir import PREDICATE_ARGUMENTS, SOURCES, Program
 
 
 def to_source(program: Program, lambdas: Mapping[str, str] | None = None) -> str:
@@ -32,7 +32,11 @@ def to_source(program: Program, lambdas: Mapping[str, str] | None = None) -> str
             a, b = op.coefficients
             expr = f"rasp.LinearSequenceMap({args[0]}, {args[1]}, {a!r}, {b!r})"
         elif op.kind == "select":
-            expr = f"rasp.Select({args[0]}, {args[1]}, rasp.Comparison.{op.comparison})"
+            if op.fn is None:
+                predicate = f"rasp.Comparison.{op.comparison}"
+            else:
+                predicate = lambdas.get(op.name) or op.fn.source(PREDICATE_ARGUMENTS)
+            expr = f"rasp.Select({args[0]}, {args[1]}, {predicate})"
         elif op.kind == "aggregate":
             default = "0" if op.encoding == "numerical" else "None"
             expr = f"rasp.Aggregate({args[0]}, {args[1]}, default={default})"

@@ -21,9 +21,8 @@ import html
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from raspsynth.program.canonical import apply_ignoring_errors, function_of, value_sets
-from raspsynth.program.evaluate import PREDICATES
-from raspsynth.program.ir import Op, Program
+from raspsynth.program.canonical import apply_ignoring_errors, function_of, select_predicate, value_sets
+from raspsynth.program.ir import PREDICATE_ARGUMENTS, Op, Program
 from raspsynth.report.circuit import ORIGIN_COLOURS, circuit_svg, node_id, op_sublayers, sublayer_name
 
 MAX_TABLE_ROWS = 64  # a Map's table
@@ -138,7 +137,10 @@ def _verdict(result: Any, report: Mapping[str, Any]) -> str:
 def _short(op: Op, expression: str | None) -> str:
     """A node's second line: what the op computes, briefly."""
     if op.kind == "select":
-        return f"select {op.comparison}"
+        if op.fn is None:
+            return f"select {op.comparison}"
+        text = (expression or op.fn.source(PREDICATE_ARGUMENTS)).split(":", 1)[-1].strip()
+        return text if len(text) <= 22 else text[:20] + "…"
     if op.kind == "aggregate":
         return f"aggregate ({op.encoding[:3]})"
     if op.kind == "selector_width":
@@ -275,7 +277,8 @@ def _grid(op: Op, xs: list, ys: list) -> str:
 
 def _heatmap(op: Op, queries: list, keys: list) -> str:
     """The predicate over query (rows) x key (columns) values; filled = selected."""
-    predicate = PREDICATES[op.comparison]
+    predicate = select_predicate(op)
+    name = op.comparison or op.fn.source(PREDICATE_ARGUMENTS)
     rows, cols = queries[:MAX_GRID], keys[:MAX_GRID]
     head = f"<tr><th>query {_e(op.inputs[1])} \\ key {_e(op.inputs[0])}</th>" + "".join(
         f"<th>{_e(k)}</th>" for k in cols
@@ -291,7 +294,7 @@ def _heatmap(op: Op, queries: list, keys: list) -> str:
         for q in rows
     )
     return (
-        f"<p>predicate <code>{_e(op.comparison)}</code>: a filled cell is a selected (query, key) pair</p>"
+        f"<p>predicate <code>{_e(name)}</code>: a filled cell is a selected (query, key) pair</p>"
         f'<table class="heat">{head}</tr>{body}</table>'
         + _more(len(rows) * len(cols), len(queries) * len(keys), "cells")
     )

@@ -21,9 +21,9 @@ import itertools
 import time
 from collections.abc import Iterator, Sequence
 
-from raspsynth.program.evaluate import PREDICATES, eval_op
+from raspsynth.program.evaluate import eval_op
 from raspsynth.program.functions import LIBRARY
-from raspsynth.program.ir import Fn, Op, Program, ProgramError
+from raspsynth.program.ir import PREDICATES, Fn, Op, Program, ProgramError
 from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import agrees, rasp_outputs
 from raspsynth.search.repair import screening_inputs

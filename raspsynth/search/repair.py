@@ -35,8 +35,8 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
-from raspsynth.program.evaluate import PREDICATES, trace
-from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.program.evaluate import trace
+from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program, ProgramError
 from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import (
     Observed,

@@ -36,7 +36,7 @@ import numpy as np
 
 from raspsynth.errors import InputError, MetaModelUnavailable, checked_budget, checked_seed
 from raspsynth.neural import default_checkpoint
-from raspsynth.program.ir import Program
+from raspsynth.program.ir import PREDICATE_ARGUMENTS, Program
 from raspsynth.program.source import to_source
 from raspsynth.search.config import SearchConfig, config_source, read_config
 from raspsynth.search.enumerate import enumerate_programs
@@ -464,7 +464,7 @@ class _Run:
         return False, "none"
 
     def _expressions(self, program: Program) -> dict[str, str]:
-        """A readable lambda for each table function, where the MIPS-style
+        """A readable lambda for each table function or predicate, where the MIPS-style
         expression search finds one (equal to the table on its domain) within
         `config.expression_size` symbols, while the budget lasts."""
         found = {}
@@ -479,6 +479,7 @@ class _Run:
                 op.fn.arity,
                 max_size=self.config.expression_size,
                 time_budget_s=min(EXPRESSION_BUDGET_S, left),
+                names=PREDICATE_ARGUMENTS if op.kind == "select" else ("x", "y"),
             )
             if expression.method != "table":
                 found[op.name] = expression.source

@@ -30,7 +30,7 @@ from raspsynth.errors import CompileError
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.compile import compile_program
 from raspsynth.tracr_bridge.model import Model, Token
-from raspsynth.tracr_bridge.outputs import values_equal
+from raspsynth.tracr_bridge.outputs import UNDEFINED, codes_equal, translate_codes
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
@@ -83,11 +83,12 @@ def verify(
             left = LARGEST_CHUNK if deadline is None else (deadline - now) / max(per_probe, 1e-9)
             size = int(min(LARGEST_CHUNK, max(SMALLEST_CHUNK, left)))
         chunk = [inputs[i] for i in order[checked : checked + size]]
-        expected = model.run(chunk, mark_undefined=True)
-        got = compiled.run(chunk, mark_undefined=True)
-        for want_row, got_row in zip(expected, got):
-            undefined += sum(want is None and have is None for want, have in zip(want_row, got_row))
-            matched += all(values_equal(w, h, spec.numerical) for w, h in zip(want_row, got_row))
+        want, _ = model.output_codes(chunk, mark_undefined=True)
+        have, _ = compiled.output_codes(chunk, mark_undefined=True)
+        if not spec.numerical:
+            have = translate_codes(have, compiled.spec.output_values, spec.output_values)
+            undefined += int(((want == UNDEFINED) & (have == UNDEFINED)).sum())
+        matched += int(codes_equal(want, have, spec.numerical).all(axis=1).sum())
         checked += len(chunk)
     return Verification(
         matched == checked,

@@ -19,7 +19,6 @@ import dataclasses
 from collections.abc import Sequence
 
 from raspsynth.program.canonical import apply_ignoring_errors
-from raspsynth.program.evaluate import PREDICATES
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable
 from raspsynth.symbolic.residual_structure import Structure
 from raspsynth.tracr_bridge.compiler_graph import CompilerGraph
@@ -119,11 +118,11 @@ def _mlp_errors(component, table: MlpTable, truth, ours, value, structure) -> li
 
 def _attention_errors(component, table: AttentionTable, truth, value) -> list[str]:
     errors = []
-    predicate = PREDICATES[truth.comparison]
+    predicate = truth.predicate
     for (q, k), chosen in table.selects.items():
         if q is None or k is None:
             continue
-        if bool(predicate(value[k], value[q])) != chosen:
+        if bool(apply_ignoring_errors(predicate, value[k], value[q])) != chosen:
             errors.append(f"{component.name} selects {chosen} for query {value[q]!r}, key {value[k]!r}")
     for source, target in (table.copies or {}).items():
         if value[source] != value[target]:

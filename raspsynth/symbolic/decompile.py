@@ -8,9 +8,10 @@ library when one matches their table exactly; otherwise they stay exact
 tables (the expression search can still give them a readable lambda).
 
 Confidence is 1.0 for an op whose every part was read from the weights,
-0.5 where an operand the weights never read was filled in (a constant
-predicate or function, which cannot depend on it), and 0.0 where no tracr
-comparison reproduces a predicate under the chosen values.
+and 0.5 where an operand the weights never read was filled in (a constant
+predicate or function, which cannot depend on it). A predicate that no tracr
+comparison reproduces under the chosen values is a custom one: a library
+predicate (`q == k + 1`) where one fits, else its exact table.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from raspsynth.symbolic.value_semantics import (
     assign_values,
     comparison_of,
     library_functions,
+    predicate_of,
 )
 from raspsynth.tracr_bridge.model import Model
 from raspsynth.tracr_bridge.outputs import values_equal
@@ -208,15 +210,20 @@ class _ProgramBuilder:
         query, key = component.inputs
         confidence = 1.0
         comparison = comparison_of(table.selects, self.values.values)
-        if comparison is None:
-            comparison, confidence = "EQ", 0.0
+        predicate = None if comparison is not None else predicate_of(table.selects, self.values.values)
         if query is None or key is None:
             confidence = min(confidence, 0.5)
             # tracr needs `tokens` in every program; an unread operand may be anything.
             query, key = query or "tokens", key or "tokens"
         kind = component.kind
         suffix = f"{component.layer}_{component.head}"
-        select = Op("select", f"select_{suffix}", (self.names[key], self.names[query]), comparison=comparison)
+        select = Op(
+            "select",
+            f"select_{suffix}",
+            (self.names[key], self.names[query]),
+            comparison=comparison,
+            fn=predicate,
+        )
         name = f"{kind}_{suffix}"
         self.names[component.name] = name
         if kind == "aggregate":
@@ -228,5 +235,6 @@ class _ProgramBuilder:
         where = f"layer {component.layer} head {component.head}"
         for op_name in (select.name, name):
             self.confidence[op_name] = confidence
-        self.provenance[select.name] = f"{where} predicate table, comparison {comparison}"
+        what = f"comparison {comparison}" if predicate is None else f"custom predicate {predicate.describe()}"
+        self.provenance[select.name] = f"{where} predicate table, {what}"
         self.provenance[name] = f"{where}" + self._labels_note(component.name)

@@ -1,6 +1,8 @@
 """Expression search, in the spirit of MIPS: a lookup table -> a readable lambda.
 
-In: a finite table (argument value, or (x, y) pair, -> result) and its arity.
+In: a finite table (argument value, or (x, y) pair, -> result) and its arity;
+a Select predicate's table is over (key, query) pairs and reads as
+`lambda k, q: ...`.
 Out: the smallest expression over a small grammar that reproduces the table
 exactly on its domain, or, failing that, an exact table lambda (a dict
 lookup), which always exists.
@@ -69,20 +71,22 @@ def find_expression(
     max_size: int = DEFAULT_MAX_SIZE,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    names: tuple[str, str] = ("x", "y"),
 ) -> Expression:
     """The simplest grammar expression equal to `table` on its domain, else a
     table lambda. The search stops at `max_size` symbols, `max_candidates`
-    distinct behaviours or `time_budget_s` seconds, whichever comes first."""
+    distinct behaviours or `time_budget_s` seconds, whichever comes first.
+    `names` are the arguments' names (a Select predicate's are ("k", "q"))."""
+    args = list(names[:arity])
     domain = list(table)
     if not domain:
-        return _table_expression(table, arity)
+        return _table_expression(table, args)
     target = _key(tuple(table[d] for d in domain))
-    args = ["x"] if arity == 1 else ["x", "y"]
     points = [(d,) if arity == 1 else tuple(d) for d in domain]
     numeric = all(isinstance(v, (int, float)) for p in points for v in p)
     boolean_target = all(isinstance(v, bool) for v in table.values())
     if not numeric:
-        return _table_expression(table, arity)
+        return _table_expression(table, args)
 
     by_size: dict[int, list[_Candidate]] = {}
     seen: set[tuple] = set()
@@ -110,8 +114,8 @@ def find_expression(
                 return _finish(text, size, boolean_target, args, table, points)
             tried += 1
             if len(seen) > max_candidates or (tried % 256 == 0 and time.monotonic() > deadline):
-                return _table_expression(table, arity)
-    return _table_expression(table, arity)
+                return _table_expression(table, args)
+    return _table_expression(table, args)
 
 
 def _apply(f: Callable, *columns: tuple) -> tuple | None:
@@ -216,8 +220,8 @@ def _simplified(body: str, args: list[str], table: Mapping, points: list) -> str
     return body
 
 
-def _table_expression(table: Mapping[Hashable, Hashable], arity: int) -> Expression:
+def _table_expression(table: Mapping[Hashable, Hashable], args: list[str]) -> Expression:
     items = sorted(table.items(), key=lambda kv: repr(kv[0]))
     body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in items) + "}"
-    source = f"lambda x: {body}[x]" if arity == 1 else f"lambda x, y: {body}[(x, y)]"
-    return Expression(source, "table", len(items))
+    lookup = args[0] if len(args) == 1 else f"({', '.join(args)})"
+    return Expression(f"lambda {', '.join(args)}: {body}.get({lookup})", "table", len(items))

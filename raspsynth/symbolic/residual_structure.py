@@ -19,8 +19,8 @@ How:
   hidden units. Hidden units that write a common dimension belong together
   ("atoms"). Atoms reading the same input blocks are split into SOps by
   probing the MLP alone with every combination of input values: a
-  categorical SOp's dimensions fire exactly once per combination, so its
-  atoms form an exact cover. When several covers exist (two Maps of one
+  categorical SOp's dimensions fire exactly once per combination where its
+  function is defined, so its atoms form an exact cover. When several covers exist (two Maps of one
   input that split it alike), the one whose blocks downstream readers read
   whole is kept.
 """
@@ -476,8 +476,11 @@ def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:
 
 def _exact_covers(fires: dict, n_rows: int, single: set) -> list[tuple[list, list]]:
     """Ways to split one-hot atoms into groups that fire exactly once per row,
-    leaving single-dimension atoms out as numerical SOps: [(groups, numerical)]."""
-    all_rows = frozenset(range(n_rows))
+    leaving single-dimension atoms out as numerical SOps: [(groups, numerical)].
+    Rows where no atom fires are input combinations on which every function
+    is undefined (tracr writes nothing for a value outside the output's value
+    set, e.g. `x if x != y else None`): they are left out of the cover."""
+    all_rows = frozenset().union(*fires.values()) if fires else frozenset(range(n_rows))
     atoms = sorted(fires)
     covers: list[tuple[list, list]] = []
 

@@ -18,6 +18,9 @@ For those, a labelling is chosen in this order:
    jointly by Z3 so that all predicates are comparisons, keeping the labels
    of steps 1-2 where it can ("solver"); skipped when `solver_timeout_ms`
    is None (the ablation without Z3).
+A predicate that no comparison gives under the final values, over values
+that are read (a shift of indices) or that Z3 could not relabel, is a custom
+predicate (`predicate_of`): a library one such as `q == k + 1`, or its table.
 """
 
 from __future__ import annotations
@@ -33,9 +36,8 @@ import numpy as np
 
 from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
-from raspsynth.program.evaluate import PREDICATES
 from raspsynth.program.functions import LIBRARY
-from raspsynth.program.ir import Fn
+from raspsynth.program.ir import PREDICATES, Fn
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable
 from raspsynth.symbolic.residual_structure import Structure
 from raspsynth.tracr_bridge.model import Model
@@ -56,15 +58,45 @@ class ValueAssignment:
 
 @functools.cache
 def library_functions(arity: int) -> tuple[Fn, ...]:
-    """Every library function of `arity` with parameters in its sampled range."""
+    """Every library function of `arity` with parameters in its sampled range
+    (Select predicates excluded: see `library_predicates`)."""
     fns = []
     for entry in LIBRARY.values():
-        if entry.arity != arity:
+        if entry.arity != arity or entry.predicate:
             continue
         low, high = entry.param_range
         for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
             fns.append(Fn(entry.name, tuple(params)))
     return tuple(fns)
+
+
+@functools.cache
+def library_predicates() -> tuple[Fn, ...]:
+    """Every library Select predicate with parameters in its range, less those
+    equal to one of tracr's comparisons (a shift by 0 is EQ)."""
+    grid = list(itertools.product(range(-4, 9), repeat=2))
+    fns = []
+    for entry in LIBRARY.values():
+        if not entry.predicate:
+            continue
+        low, high = entry.param_range
+        for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
+            f = entry.bind(params)
+            if not any(all(f(k, q) == c(k, q) for k, q in grid) for c in PREDICATES.values()):
+                fns.append(Fn(entry.name, tuple(params)))
+    return tuple(fns)
+
+
+def predicate_of(selects: dict, values: dict[int, Hashable]) -> Fn:
+    """A custom predicate giving `selects` ((query dim, key dim) -> chosen)
+    under `values`: the first library predicate that does, else the exact
+    table over (key value, query value). Call it where no comparison does."""
+    pairs = {(values[k], values[q]): chosen for (q, k), chosen in selects.items()}
+    for fn in library_predicates():
+        f = fn.bind()
+        if all(bool(apply_ignoring_errors(f, k, q)) == chosen for (k, q), chosen in pairs.items()):
+            return fn
+    return Fn.from_table(pairs, 2)
 
 
 def comparison_of(selects: dict, values: dict[int, Hashable]) -> str | None:
@@ -317,6 +349,8 @@ def _solve_jointly(
         ordered = sorted(
             table.selects.items(), key=lambda item: (label_key(item[0][0]), label_key(item[0][1]))
         )
+        if not any(d in variables for pair in table.selects for d in pair):
+            continue  # read values only: a custom predicate if no comparison, nothing to solve
         pairs = [(term(q), term(k), chosen) for (q, k), chosen in ordered]
         if any(q is None or k is None for q, k, _ in pairs):
             if any(d in variables for pair in table.selects for d in pair):

@@ -3,7 +3,7 @@ and which SOps each operation reads.
 
 In: a tracr RASP program and the spec it is compiled with. Out: a
 `CompilerGraph` with tracr's residual labels (in the model's dimension order)
-and, per SOp label, its kind, encoding, inputs and comparison. This is ground
+and, per SOp label, its kind, encoding, inputs and predicate. This is ground
 truth for tests and benchmarks of weight reading; synthesis never sees it.
 """
 
@@ -25,7 +25,7 @@ class CompiledSop:
     encoding: str
     inputs: tuple[str, ...] = ()
     value: str | None = None
-    comparison: str | None = None
+    predicate: Callable | None = None  # a Select's, called (key, query): a Comparison or a lambda
     fn: Callable | None = None  # a Map's or SequenceMap's function
 
 
@@ -81,7 +81,7 @@ def compiler_graph(program: object, vocab: Iterable[Hashable], max_seq_len: int)
                 encoding(expr),
                 tuple(c.label for c in children),
                 value.label if value is not None else None,
-                selector.predicate.name,
+                selector.predicate,
             )
             return
         else:

@@ -10,16 +10,17 @@ and the spec only. Arrays are float32, as tracr's are, and read-only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from raspsynth.errors import InputError, checked_seed
-from raspsynth.tracr_bridge.outputs import decode_logits
+from raspsynth.tracr_bridge.outputs import PAST_END, decode_codes, output_codes
 
 FORMAT_VERSION = "raspsynth-model/1"
 
@@ -35,6 +36,17 @@ def value_key(value: Any) -> tuple:
 
 # Inputs per length on which `Model.logit_scale` is measured.
 SCALE_SAMPLES_PER_LENGTH = 4
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS limited to one thread: the forward pass multiplies small matrices
+    (d_model in the tens), where extra threads only add synchronisation, and
+    on a busy machine oversubscribed BLAS threads cost 4x (measured)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -102,6 +114,86 @@ class LayerWeights:
         for f in dataclasses.fields(self):
             if f.name != "heads":
                 object.__setattr__(self, f.name, _frozen(getattr(self, f.name)))
+
+    @functools.cached_property
+    def compact(self) -> CompactLayer:
+        """This layer for the forward pass (`CompactLayer`), built once."""
+        return CompactLayer.of(self)
+
+
+def _used(weights: np.ndarray, axis: int) -> np.ndarray:
+    """Indices along `axis` where `weights` has a nonzero entry."""
+    return np.flatnonzero(np.abs(weights).max(axis=1 - axis, initial=0.0) > 0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CompactLayer:
+    """A layer as the forward pass computes it. tracr's weights are sparse (a
+    sublayer reads a few of the residual's dimensions and writes a few), so
+    each product runs over only the rows it reads and the columns it writes,
+    and all heads of the layer share one query/key/value product. Dropping
+    exact zeros changes no sum.
+
+    - attention: the residual's columns `attn_reads` times `qkv_w` (every
+      head's query, key and value weights side by side, each head `sizes[h]`
+      wide) plus `qkv_b`; the heads' mixed values times `out_w` are added to
+      columns `attn_writes`, then the shared output bias `attn_b`;
+    - MLP: columns `mlp_reads` times `in_w` plus `in_b`, ReLU, times `out_w`
+      plus `out_b`, added to columns `mlp_writes`, over the hidden units that
+      can be nonzero and are read out.
+    """
+
+    attn_reads: np.ndarray
+    qkv_w: np.ndarray
+    qkv_b: np.ndarray
+    sizes: tuple[int, ...]
+    attn_writes: np.ndarray
+    attn_out_w: np.ndarray
+    attn_b: np.ndarray | None
+    mlp_reads: np.ndarray
+    mlp_in_w: np.ndarray
+    mlp_in_b: np.ndarray
+    mlp_writes: np.ndarray
+    mlp_out_w: np.ndarray
+    mlp_out_b: np.ndarray | None
+
+    @staticmethod
+    def of(layer: LayerWeights) -> CompactLayer:
+        # A head writes something only with value and output weights (key_size 0 has neither).
+        heads = [h for h in layer.heads if (h.value_w.any() or h.value_b.any()) and h.output_w.any()]
+        d_model = layer.mlp_in_w.shape[0]
+        if heads:
+            qkv_w = np.concatenate(
+                [h.query_w for h in heads] + [h.key_w for h in heads] + [h.value_w for h in heads], 1
+            )
+            qkv_b = np.concatenate(
+                [h.query_b for h in heads] + [h.key_b for h in heads] + [h.value_b for h in heads]
+            )
+            out_w = np.concatenate([h.output_w for h in heads], 0)
+        else:
+            qkv_w, qkv_b = np.zeros((d_model, 0), np.float32), np.zeros(0, np.float32)
+            out_w = np.zeros((0, d_model), np.float32)
+        attn_reads, attn_writes = _used(qkv_w, 0), _used(out_w, 1)
+        # Hidden units that can be nonzero (weights in, or a positive bias) and are read out.
+        units = np.union1d(_used(layer.mlp_in_w, 1), np.flatnonzero(layer.mlp_in_b > 0))
+        units = np.intersect1d(units, _used(layer.mlp_out_w, 0))
+        mlp_reads = _used(layer.mlp_in_w[:, units], 0)
+        mlp_writes = _used(layer.mlp_out_w[units], 1)
+        return CompactLayer(
+            attn_reads,
+            np.ascontiguousarray(qkv_w[attn_reads]),
+            qkv_b,
+            tuple(h.query_w.shape[1] for h in heads),
+            attn_writes,
+            np.ascontiguousarray(out_w[:, attn_writes]),
+            layer.attn_output_b if layer.attn_output_b.any() else None,
+            mlp_reads,
+            np.ascontiguousarray(layer.mlp_in_w[np.ix_(mlp_reads, units)]),
+            layer.mlp_in_b[units],
+            mlp_writes,
+            np.ascontiguousarray(layer.mlp_out_w[np.ix_(units, mlp_writes)]),
+            layer.mlp_out_b if layer.mlp_out_b.any() else None,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -264,10 +356,15 @@ class Model:
         which leaves the real positions as if the sequence ran alone.
         Arithmetic is float32 as in tracr; softmax subnormals are flushed to
         zero as XLA on CPU does, so argmax ties between near-zero logits break
-        the same way.
+        the same way. Position-wise products run on the [B·T, D] matrix, all
+        heads of a layer at once, under one BLAS thread (`_one_blas_thread`).
         """
+        with _one_blas_thread():
+            return self._residual_stream(ids, lengths)
+
+    def _residual_stream(self, ids: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
         batch, seq_len = ids.shape
-        x = self.token_embed[ids] + self.pos_embed[np.arange(seq_len)][None]
+        x = (self.token_embed[ids] + self.pos_embed[np.arange(seq_len)][None]).reshape(batch * seq_len, -1)
         mask = np.ones((batch, 1, seq_len), dtype=bool)
         if lengths is not None:
             mask = (np.arange(seq_len)[None, :] < lengths[:, None])[:, None, :]
@@ -275,34 +372,39 @@ class Model:
             mask = mask & np.tril(np.ones((seq_len, seq_len), dtype=bool))[None]
         masked = not mask.all()
         tiny = np.finfo(np.float32).tiny
-        for layer in self.layers:
-            attn_out = np.zeros_like(x)
-            for head in layer.heads:
-                if head.query_w.shape[1] == 0:
-                    continue  # key_size 0: no value dimensions, nothing written (and no 0/0 scale)
-                q = x @ head.query_w + head.query_b
-                k = x @ head.key_w + head.key_b
-                v = x @ head.value_w + head.value_b
-                logits = np.einsum("btk,bsk->bts", q, k) / np.float32(np.sqrt(q.shape[-1]))
-                if masked:
-                    logits = np.where(mask, logits, np.float32(-1e30))
-                weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-                weights /= weights.sum(axis=-1, keepdims=True)
-                weights[weights < tiny] = 0.0
-                attn_out += np.einsum("bts,bsk->btk", weights, v) @ head.output_w
-            x = x + (attn_out + layer.attn_output_b)
-            hidden = np.maximum(x @ layer.mlp_in_w + layer.mlp_in_b, 0.0)
-            x = x + (hidden @ layer.mlp_out_w + layer.mlp_out_b)
-        return x
+        for layer in (full.compact for full in self.layers):
+            if layer.sizes:
+                qkv = (x[:, layer.attn_reads] @ layer.qkv_w + layer.qkv_b).reshape(batch, seq_len, -1)
+                total, mixed, start = sum(layer.sizes), [], 0
+                for size in layer.sizes:
+                    q = qkv[..., start : start + size]
+                    k = qkv[..., total + start : total + start + size]
+                    v = qkv[..., 2 * total + start : 2 * total + start + size]
+                    start += size
+                    logits = (q @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(size))
+                    if masked:
+                        logits = np.where(mask, logits, np.float32(-1e30))
+                    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                    weights /= weights.sum(axis=-1, keepdims=True)
+                    weights[weights < tiny] = 0.0
+                    mixed.append(weights @ v)
+                mixed = np.concatenate(mixed, -1).reshape(batch * seq_len, -1)
+                x[:, layer.attn_writes] += mixed @ layer.attn_out_w
+            if layer.attn_b is not None:
+                x += layer.attn_b
+            if len(layer.mlp_writes):
+                hidden = np.maximum(x[:, layer.mlp_reads] @ layer.mlp_in_w + layer.mlp_in_b, 0.0)
+                x[:, layer.mlp_writes] += hidden @ layer.mlp_out_w
+            if layer.mlp_out_b is not None:
+                x += layer.mlp_out_b
+        return x.reshape(batch, seq_len, -1)
 
-    def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
-        """Output logits [len, O] for each input sequence, BOS position
-        dropped. Sequences of mixed lengths may be given in one call; each
-        batch is padded to its longest sequence and masked."""
+    def _batches(self, seqs: Sequence[Sequence[Token]], batch_size: int) -> Iterator[tuple]:
+        """(output logits [b, T, O] with BOS dropped, lengths without BOS) per
+        batch of `seqs`, each padded to its longest sequence and masked."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         encoded = self.encode(seqs)
-        results: list[np.ndarray] = []
         pad = self.spec.input_vocab.index(self.spec.pad)
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
@@ -310,9 +412,34 @@ class Model:
             ids = np.full((len(chunk), lengths.max()), pad, dtype=np.int64)
             for row, seq in enumerate(chunk):
                 ids[row, : len(seq)] = seq
-            logits = self.residual_stream(ids, lengths)[:, 1:] @ self.unembed
-            results.extend(row[: n - 1] for row, n in zip(logits, lengths))
+            yield self.residual_stream(ids, lengths)[:, 1:] @ self.unembed, lengths - 1
+
+    def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
+        """Output logits [len, O] for each input sequence, BOS position
+        dropped. Sequences of mixed lengths may be given in one call; each
+        batch is padded to its longest sequence and masked."""
+        results: list[np.ndarray] = []
+        for logits, lengths in self._batches(seqs, batch_size):
+            results.extend(row[:n] for row, n in zip(logits, lengths))
         return results
+
+    def output_codes(
+        self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded outputs as one array, for comparing many at once: (codes
+        [N, longest], lengths [N]); see `outputs.output_codes` for the codes."""
+        numerical = self.spec.numerical
+        scale = self.logit_scale if mark_undefined and not numerical else None
+        batches = [
+            (output_codes(logits, lengths, numerical, scale), lengths)
+            for logits, lengths in self._batches(seqs, batch_size)
+        ]
+        if not batches:
+            return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
+        width = max(codes.shape[1] for codes, _ in batches)
+        fill = np.nan if numerical else PAST_END
+        padded = [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=fill) for c, _ in batches]
+        return np.concatenate(padded), np.concatenate([lengths for _, lengths in batches])
 
     def run(
         self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
@@ -326,8 +453,8 @@ class Model:
         argmax picks among rounding noise) is None instead; see
         `raspsynth.tracr_bridge.outputs` for the rule.
         """
-        scale = self.logit_scale if mark_undefined and not self.spec.numerical else None
-        return [decode_logits(row, self.spec.output_values, scale) for row in self.logits(seqs, batch_size)]
+        codes, lengths = self.output_codes(seqs, batch_size, mark_undefined)
+        return decode_codes(codes, lengths, self.spec.output_values)
 
     # -- symmetries ---------------------------------------------------------
     def permuted(self, seed: int = 0) -> Model:

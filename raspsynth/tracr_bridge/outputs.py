@@ -41,6 +41,60 @@ def undefined_positions(logits: np.ndarray, logit_scale: float) -> np.ndarray:
     return np.abs(logits).max(axis=-1) <= NOISE_FLOOR * logit_scale
 
 
+# Output codes: a categorical position as its column in the output values,
+# or one of these; a numerical one as its value (NaN past the sequence's end).
+UNDEFINED = -1
+PAST_END = -2
+FOREIGN = -3  # a value the other side's output values do not hold
+
+
+def output_codes(
+    logits: np.ndarray, lengths: np.ndarray, numerical: bool, logit_scale: float | None = None
+) -> np.ndarray:
+    """Decoded outputs of a batch, as an array: logits [B, T, O] of sequences
+    of `lengths` -> [B, T]. Categorical: the argmax's column (ties to the
+    first, as in tracr), `UNDEFINED` at undefined positions when
+    `logit_scale` is given, `PAST_END` after a sequence's end. Numerical: the
+    value as float64, NaN after the end. The array form of `decode_logits`."""
+    past_end = np.arange(logits.shape[1])[None, :] >= np.asarray(lengths)[:, None]
+    if numerical:
+        codes = logits[..., 0].astype(np.float64)
+        codes[past_end] = np.nan
+        return codes
+    codes = logits.argmax(-1).astype(np.int32) if logits.shape[-1] else np.zeros(logits.shape[:2], np.int32)
+    if logit_scale is not None:
+        codes[undefined_positions(logits, logit_scale)] = UNDEFINED
+    codes[past_end] = PAST_END
+    return codes
+
+
+def codes_equal(want: np.ndarray, have: np.ndarray, numerical: bool) -> np.ndarray:
+    """Per position, whether two code arrays agree (the rule of `values_equal`;
+    categorical codes must index the same output values: see `translate_codes`)."""
+    if numerical:
+        return (np.abs(want - have) <= NUMERICAL_ATOL) | (np.isnan(want) & np.isnan(have))
+    return want == have
+
+
+def translate_codes(codes: np.ndarray, values: tuple, into: tuple) -> np.ndarray:
+    """Categorical codes over output `values` re-expressed over `into`
+    (`FOREIGN` for a value `into` lacks; True stays apart from 1)."""
+    column = {(isinstance(v, bool), v): i for i, v in enumerate(into)}
+    lookup = np.array([column.get((isinstance(v, bool), v), FOREIGN) for v in values] + [PAST_END, UNDEFINED])
+    return lookup[codes]  # PAST_END (-2) and UNDEFINED (-1) index the last two entries
+
+
+def decode_codes(codes: np.ndarray, lengths: np.ndarray, output_values: tuple | None) -> list[list]:
+    """Code arrays back to per-sequence lists of values (None where undefined)."""
+    if output_values is None:
+        return [row[:n].tolist() for row, n in zip(codes, lengths)]
+    lookup = np.empty(len(output_values) + 2, dtype=object)
+    for i, value in enumerate(output_values):  # one by one: a tuple stays one value
+        lookup[i] = value
+    values = lookup[codes]  # PAST_END and UNDEFINED index the two trailing Nones
+    return [row[:n].tolist() for row, n in zip(values, lengths)]
+
+
 def decode_logits(logits: np.ndarray, output_values: tuple | None, logit_scale: float | None = None) -> list:
     """Decoded outputs of one sequence's logits [len, O]: floats for a
     numerical output (`output_values` None), else the argmax's value (ties to

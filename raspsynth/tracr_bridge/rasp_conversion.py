@@ -15,14 +15,15 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 
-from raspsynth.program.canonical import apply_ignoring_errors, op_value_set
+from raspsynth.program.canonical import apply_ignoring_errors, op_value_set, select_predicate
 from raspsynth.program.ir import SOURCES, Fn, Op, Program, ProgramError
 
 _FN_ATTRIBUTE = "_raspsynth_fn"
 
 
-def _tagged(fn: Fn) -> Callable:
-    f = fn.bind()
+def _tagged(fn: Fn, f: Callable | None = None) -> Callable:
+    """`f` (by default `fn.bind()`) carrying `fn`, for `from_rasp` to find."""
+    f = f or fn.bind()
     setattr(f, _FN_ATTRIBUTE, fn)
     return f
 
@@ -41,7 +42,11 @@ def to_rasp(program: Program) -> object:
         elif op.kind == "linear_sequence_map":
             expr = rasp.LinearSequenceMap(args[0], args[1], *op.coefficients)
         elif op.kind == "select":
-            expr = rasp.Select(args[0], args[1], getattr(rasp.Comparison, op.comparison))
+            if op.fn is None:
+                predicate = getattr(rasp.Comparison, op.comparison)
+            else:
+                predicate = _tagged(op.fn, select_predicate(op))
+            expr = rasp.Select(args[0], args[1], predicate)
         elif op.kind == "aggregate":
             default = 0 if op.encoding == "numerical" else None
             expr = rasp.Aggregate(args[0], args[1], default=default)
@@ -90,7 +95,10 @@ def from_rasp(sop: object, vocab: Iterable[Hashable], max_seq_len: int) -> Progr
 def _op_from_expr(expr: object, sets: dict[str, frozenset], rasp: object) -> Op:
     if isinstance(expr, rasp.Select):
         inputs = (expr.keys.label, expr.queries.label)
-        return Op("select", expr.label, inputs, comparison=expr.predicate.name)
+        if isinstance(expr.predicate, rasp.Comparison):
+            return Op("select", expr.label, inputs, comparison=expr.predicate.name)
+        predicate = _fn_of(expr.predicate, [sets[i] for i in inputs], boolean=True)
+        return Op("select", expr.label, inputs, fn=predicate)
     if not isinstance(expr, rasp.SOp):
         raise ProgramError(f"{type(expr).__name__} ({expr.label}) has no IR form: tracr cannot compile it")
     encoding = "numerical" if rasp.is_numerical(expr) else "categorical"
@@ -111,7 +119,10 @@ def _op_from_expr(expr: object, sets: dict[str, frozenset], rasp: object) -> Op:
     raise ProgramError(f"{type(expr).__name__} ({expr.label}) has no IR form: tracr cannot compile it")
 
 
-def _fn_of(f: Callable, domains: list[frozenset]) -> Fn:
+def _fn_of(f: Callable, domains: list[frozenset], boolean: bool = False) -> Fn:
+    """The Fn of a callable: its own if `to_rasp` tagged it, else its table on
+    `domains`. A predicate (`boolean`) is tabulated as tracr reads it: truthy
+    or not, an error counting as not selected."""
     tagged = getattr(f, _FN_ATTRIBUTE, None)
     if tagged is not None:
         return tagged
@@ -119,4 +130,6 @@ def _fn_of(f: Callable, domains: list[frozenset]) -> Fn:
         table = {x: apply_ignoring_errors(f, x) for x in domains[0]}
     else:
         table = {(x, y): apply_ignoring_errors(f, x, y) for x in domains[0] for y in domains[1]}
+    if boolean:
+        return Fn.from_table({k: bool(v) for k, v in table.items()}, len(domains))
     return Fn.from_table({k: v for k, v in table.items() if v is not None}, len(domains))

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from raspsynth.program.evaluate import PREDICATES, evaluate
-from raspsynth.program.ir import SOURCES, Fn, Program, ProgramError
+from raspsynth.program.evaluate import evaluate
+from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Program, ProgramError
 from raspsynth.search import verify
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.outputs import values_equal

@@ -86,9 +86,19 @@ def test_the_rule_holds_in_another_basis_and_at_another_scale(blend_program):
     model = compile_program(program, {1, 2, 3}, 3)
     seqs = [[1, 2, 3], [3, 1, 2], [2, 2, 1], [3, 3, 3], [2, 3]]
     expected = model.run(seqs, mark_undefined=True)
-    # A rotated residual turns exact zeros into float32 interference.
-    rotated = model.rotated(seed=4)
-    assert rotated.run(seqs, mark_undefined=True) == expected
+    # A rotated residual turns exact zeros into float32 interference, which
+    # must not make an undefined position defined or change a decoded value.
+    # An exact tie (3 in [3, 1, 2] averages 1 and 2 equally) is the exception:
+    # rounding breaks it either way, so it is left out.
+    rotated = model.rotated(seed=4).run(seqs, mark_undefined=True)
+    floor = NOISE_FLOOR * model.logit_scale
+    ties = [
+        [bool(np.isclose(*np.sort(row)[-2:])) and row.max() > floor for row in logits]
+        for logits in model.logits(seqs)
+    ]
+    assert ties[1][0], "the hand-checked tie"
+    for want, got, tied in zip(expected, rotated, ties):
+        assert [w for w, t in zip(want, tied) if not t] == [g for g, t in zip(got, tied) if not t]
     scaled = Model(model.token_embed, model.pos_embed, model.layers, model.unembed * 1000.0, model.spec)
     assert scaled.logit_scale == pytest.approx(1000.0 * model.logit_scale)
     assert scaled.run(seqs, mark_undefined=True) == expected
