@@ -404,7 +404,11 @@ class _Run:
                 status = (
                     f"{'passed' if verification.verified else 'failed'} on {verification.probes} probe inputs"
                 )
-                if not verification.complete:
+                if not verification.complete and verification.isomorphism and verification.isomorphism.found:
+                    status += (
+                        f" of {len(self.inputs)}, the rest skipped: the recompiled weights are isomorphic"
+                    )
+                elif not verification.complete:
                     status += f" (a random sample of the {len(self.inputs)}: the budget ran out)"
             self.report["undefined_positions"] = verification.undefined_positions
         self.report["verification"] = status
@@ -451,11 +455,13 @@ class _Run:
         spec = self.model.spec
         if verification.complete and verification.probes >= count_inputs(len(spec.vocab), spec.max_seq_len):
             return True, "exhaustive"
-        if verification.candidate is not None:
+        isomorphism = verification.isomorphism
+        if isomorphism is None and verification.candidate is not None:
             until = max(self.deadline, time.monotonic() + ISOMORPHISM_GRACE_S)
             isomorphism = self._timed(
                 "isomorphism", weights_isomorphic, self.model, verification.candidate, self.inputs, until
             )
+        if isomorphism is not None:
             self.report["isomorphism"] = isomorphism.reason
             if isomorphism.found:
                 return True, "isomorphic"

@@ -16,6 +16,11 @@ between chunks: when it passes, the chunks done are a uniform random sample
 of the probes, and `complete` is False. `verified` is True only when every
 checked probe matched; whether that covers every input is the certificate's
 business (`synthesize`).
+
+When the first chunk matches and the rest would take more than
+`ALL_PROBES_S`, the recompiled weights are compared with the model's first
+(`weights_isomorphic`): equal weights prove equal outputs on every input,
+so the remaining probes are skipped (`isomorphism` says so).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from raspsynth.errors import CompileError
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.compile import compile_program
+from raspsynth.tracr_bridge.isomorphism import Isomorphism, weights_isomorphic
 from raspsynth.tracr_bridge.model import Model, Token
 from raspsynth.tracr_bridge.outputs import UNDEFINED, codes_equal, translate_codes
 from raspsynth.tracr_bridge.probes import probe_inputs
@@ -39,6 +45,9 @@ from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 # many as the time per probe so far says fit before the deadline, up to the
 # largest (for speed).
 FIRST_CHUNK, SMALLEST_CHUNK, LARGEST_CHUNK = 128, 32, 4096
+# Probes expected to take at most this long all run; beyond it, an isomorphism
+# of the weights is sought first, which stands for every input at once.
+ALL_PROBES_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Verification:
     error: str | None = None  # why the candidate could not be checked at all
     complete: bool = True  # False when the deadline cut the check short (a random sample was checked)
     candidate: Model | None = dataclasses.field(default=None, repr=False, compare=False)
+    # The weight comparison, where it was made: `.found` proves every input.
+    isomorphism: Isomorphism | None = None
 
 
 def verify(
@@ -73,6 +84,7 @@ def verify(
         return Verification(True, 1.0, 0, 0, candidate=compiled)
     order = np.random.default_rng(seed).permutation(len(inputs))
     matched = undefined = checked = 0
+    isomorphism = None
     began, size = time.monotonic(), FIRST_CHUNK
     while checked < len(inputs):
         if checked:
@@ -80,6 +92,15 @@ def verify(
             if deadline is not None and now > deadline:
                 break
             per_probe = (now - began) / checked
+            if (
+                isomorphism is None
+                and matched == checked
+                and per_probe * (len(inputs) - checked) > ALL_PROBES_S
+            ):
+                isomorphism = weights_isomorphic(model, compiled, inputs, deadline)
+                if isomorphism.found:
+                    break
+                began, now = began + (time.monotonic() - now), time.monotonic()  # not probe time
             left = LARGEST_CHUNK if deadline is None else (deadline - now) / max(per_probe, 1e-9)
             size = int(min(LARGEST_CHUNK, max(SMALLEST_CHUNK, left)))
         chunk = [inputs[i] for i in order[checked : checked + size]]
@@ -97,4 +118,5 @@ def verify(
         undefined,
         complete=checked == len(inputs),
         candidate=compiled,
+        isomorphism=isomorphism,
     )

@@ -107,13 +107,11 @@ def find_expression(
         if add(1, text, values, 0):
             return _finish(text, 1, boolean_target, args, table, points)
 
-    tried = 0
     for size in range(2, max_size + 1):
         for text, values, precedence in _grow(by_size, size):
             if add(size, text, values, precedence):
                 return _finish(text, size, boolean_target, args, table, points)
-            tried += 1
-            if len(seen) > max_candidates or (tried % 256 == 0 and time.monotonic() > deadline):
+            if len(seen) > max_candidates or time.monotonic() > deadline:
                 return _table_expression(table, args)
     return _table_expression(table, args)
 

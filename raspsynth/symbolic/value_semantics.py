@@ -14,10 +14,12 @@ For those, a labelling is chosen in this order:
    the table does ("library"), checked against every selection predicate it
    takes part in, which must stay one of tracr's comparisons;
 2. otherwise 0, 1, 2, ... ("arbitrary");
-3. if some predicate is then no comparison, every chosen block is relabelled
-   jointly by Z3 so that all predicates are comparisons, keeping the labels
-   of steps 1-2 where it can ("solver"); skipped when `solver_timeout_ms`
-   is None (the ablation without Z3).
+3. if some predicate is then no comparison: an arbitrary block a head
+   compares with itself (a sort's keys) is relabelled by rank ("ranked"),
+   and otherwise every chosen block is relabelled jointly by Z3 so that all
+   predicates are comparisons, keeping the labels of steps 1-2 where it can
+   ("solver"); skipped when `solver_timeout_ms` is None (the ablation
+   without Z3).
 A predicate that no comparison gives under the final values, over values
 that are read (a shift of indices) or that Z3 could not relabel, is a custom
 predicate (`predicate_of`): a library one such as `q == k + 1`, or its table.
@@ -53,7 +55,7 @@ MAX_SOLVER_TERMS = 100_000
 @dataclasses.dataclass(frozen=True)
 class ValueAssignment:
     values: dict[int, Hashable]  # dimension -> value, for categorical dimensions
-    how: dict[str, str]  # block -> "read" | "library" | "solver" | "arbitrary"
+    how: dict[str, str]  # block -> "read" | "library" | "solver" | "ranked" | "arbitrary"
 
 
 @functools.cache
@@ -262,6 +264,9 @@ def _repair_predicates(
     predicate is one of tracr's comparisons; keep chosen labels where possible."""
     attention = [c for c in structure.components if isinstance(tables[c.name], AttentionTable)]
     failing = [c for c in attention if comparison_of(tables[c.name].selects, values) is None]
+    for component in failing:
+        _rank_labels(structure, tables, component, values, how)
+    failing = [c for c in attention if comparison_of(tables[c.name].selects, values) is None]
     if not failing:
         return
     free = [b for b in structure.blocks if b.encoding == "categorical" and how.get(b.name) != "read"]
@@ -272,6 +277,58 @@ def _repair_predicates(
             for block in free:
                 how[block.name] = "solver"
             return
+
+
+def _rank_labels(structure: Structure, tables: dict, component, values: dict, how: dict) -> None:
+    """Relabel an arbitrarily labelled block that a head compares with itself
+    (a sort's keys) by rank, when that makes the head's predicate an order.
+
+    A query's label becomes the number of keys it selects: under LT that is
+    its rank, under GT its rank from the top, and LEQ and GEQ count one more.
+    Labels travel with the values Aggregates copy; the new labels are kept
+    only if every predicate that was a comparison still is one. This is the
+    joint relabelling's answer for one self-comparison, found without Z3
+    (whose constraints for a 300-value sort would take minutes to build)."""
+    query, key = component.inputs
+    if query is None or query != key or how.get(query) != "arbitrary":
+        return
+    selects = tables[component.name].selects
+    counts: dict[int, int] = {}
+    for (q, _), chosen in selects.items():
+        counts[q] = counts.get(q, 0) + bool(chosen)
+    if len(set(counts.values())) != len(counts):
+        return  # ties: not a strict order of the block's values
+    relabelled = dict(values)
+    for dim, count in counts.items():
+        for twin in _copied_with(tables, dim):
+            relabelled[twin] = count
+    before = {c.name for c in structure.components if _is_comparison(tables[c.name], values)}
+    if all(_is_comparison(tables[name], relabelled) for name in before | {component.name}):
+        values.update(relabelled)
+        how[query] = "ranked"
+
+
+def _is_comparison(table, values: dict) -> bool:
+    return isinstance(table, AttentionTable) and comparison_of(table.selects, values) is not None
+
+
+def _copied_with(tables: dict, dim: int) -> set[int]:
+    """`dim` and every dimension an Aggregate copies it to or from, transitively."""
+    pairs = [
+        (source, target)
+        for table in tables.values()
+        if isinstance(table, AttentionTable) and table.copies
+        for source, target in table.copies.items()
+    ]
+    found, frontier = {dim}, [dim]
+    while frontier:
+        d = frontier.pop()
+        for source, target in pairs:
+            for a, b in ((source, target), (target, source)):
+                if a == d and b not in found:
+                    found.add(b)
+                    frontier.append(b)
+    return found
 
 
 def _solve_jointly(
