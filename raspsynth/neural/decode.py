@@ -35,7 +35,7 @@ class Sketch:
     tokens: tuple[str, ...]
     log_prob: float
     token_probs: tuple[float, ...]  # per token after BOS
-    holes: dict[str, str]  # op name -> "function" | "coefficients" | "uncertain"
+    holes: dict[str, str]  # op name -> "function" | "coefficients" | "predicate" | "uncertain"
     op_confidence: dict[str, float]  # op name -> smallest probability among its tokens
 
 

@@ -9,6 +9,10 @@ program order, then EOS (the program's output is its last op):
     aggregate            AGGREGATE <enc> <ref keys> <ref queries> <cmp> <ref values>
     selector_width       SELECTOR_WIDTH categorical <ref keys> <ref queries> <cmp>
 
+`<cmp>` is CMP_<comparison>, PRED_<library predicate> (PRED_shift_1 is
+`q == k + 1`; m marks a negative parameter) or PRED_TABLE, a predicate the
+library does not name (a hole, filled from the head's table).
+
 `<ref>` is REF_i: 0 is tokens, 1 indices, i >= 2 the (i-2)-th op's value.
 `<fn>` names a library function with its parameters, or FN_TABLE: a function
 the library does not name, a hole that the symbolic layer fills with the
@@ -27,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program, ProgramError, library_predicates
 from raspsynth.symbolic.value_semantics import library_functions
 
 MAX_OPS = 16
@@ -52,7 +56,13 @@ def vocabulary() -> tuple[str, ...]:
     tokens += [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
     tokens += [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
     tokens += [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]  # COEFFICIENT_TOKENS
+    # Appended last, so that ids of older checkpoints stay valid (`load_meta_model`).
+    tokens += [_predicate_token(fn) for fn in library_predicates()] + ["PRED_TABLE"]
     return tuple(tokens)
+
+
+def _predicate_token(fn: Fn) -> str:
+    return "PRED_" + _fn_token(fn).removeprefix("FN_").replace("-", "m")
 
 
 @functools.cache
@@ -60,7 +70,7 @@ def token_ids() -> dict[str, int]:
     return {token: i for i, token in enumerate(vocabulary())}
 
 
-HOLES = frozenset({"FN_TABLE", "FN2_TABLE", "COEF_OTHER"})
+HOLES = frozenset({"FN_TABLE", "FN2_TABLE", "COEF_OTHER", "PRED_TABLE"})
 
 
 class TokenError(ProgramError):
@@ -101,7 +111,7 @@ def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
     if op.kind in ("aggregate", "selector_width"):
         select = program.op(op.inputs[0])
         keys, queries = select.inputs
-        out += [f"REF_{refs[keys]}", f"REF_{refs[queries]}", f"CMP_{select.comparison}"]
+        out += [f"REF_{refs[keys]}", f"REF_{refs[queries]}", predicate_token(select)]
         if op.kind == "aggregate":
             out.append(f"REF_{refs[op.inputs[1]]}")
     else:
@@ -119,6 +129,14 @@ def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
 COEFFICIENT_TOKENS = tuple(f"COEF_{k}" for k in COEFFICIENTS) + ("COEF_OTHER",)
 
 
+def predicate_token(select: Op) -> str:
+    """CMP_<comparison>, PRED_<library predicate>, or the hole PRED_TABLE."""
+    if select.fn is None:
+        return f"CMP_{select.comparison}"
+    token = _predicate_token(select.fn) if select.fn.name != "table" else "PRED_TABLE"
+    return token if token in token_ids() else "PRED_TABLE"
+
+
 def coefficient_token(c: float) -> str:
     """COEF_k for a coefficient within 1e-3 of a small integer k, else COEF_OTHER."""
     near = round(float(c))
@@ -130,7 +148,7 @@ class Decoded:
     """A program from tokens; `holes` names each op with an unknown part."""
 
     program: Program
-    holes: dict[str, str]  # op name -> "function" | "coefficients"
+    holes: dict[str, str]  # op name -> "function" | "coefficients" | "predicate"
 
 
 def from_tokens(tokens: list[str]) -> Decoded:
@@ -212,7 +230,7 @@ class Grammar:
         if slot == "value":
             return [f"REF_{i}" for i, e in enumerate(self.encodings) if e == encoding]
         if slot == "cmp":
-            return [f"CMP_{c}" for c in PREDICATES]
+            return [f"CMP_{c}" for c in PREDICATES] + list(_PREDICATE_TOKENS)
         if slot == "fn":
             # Any function: the sampler gives numerical maps boolean ones, but a
             # reading may name another one equal to it on the values that occur.
@@ -238,8 +256,14 @@ class Grammar:
             name = f"{kind}_{index}"
             refs = [names[int(t[4:])] for t in group[2:] if t.startswith("REF_")]
             if kind in ("aggregate", "selector_width"):
-                comparison = next(t[4:] for t in group if t.startswith("CMP_"))
-                select = Op("select", f"select_{index}", (refs[0], refs[1]), comparison=comparison)
+                token = group[4]
+                if token == "PRED_TABLE":  # placeholder EQ: a hole on the op its select feeds
+                    holes[name] = "predicate"
+                    select = Op("select", f"select_{index}", (refs[0], refs[1]), comparison="EQ")
+                elif token.startswith("PRED_"):
+                    select = Op("select", f"select_{index}", (refs[0], refs[1]), fn=_PREDICATE_TOKENS[token])
+                else:
+                    select = Op("select", f"select_{index}", (refs[0], refs[1]), comparison=token[4:])
                 ops.append(select)
                 inputs = (select.name,) + tuple(refs[2:])
                 ops.append(Op(kind, name, inputs, encoding))
@@ -269,3 +293,4 @@ SLOTS = {
     "selector_width": ("enc", "ref", "ref", "cmp"),
 }
 _FN_BY_TOKEN = {_fn_token(fn): fn for fn in library_functions(1) + library_functions(2)}
+_PREDICATE_TOKENS = {_predicate_token(fn): fn for fn in library_predicates()} | {"PRED_TABLE": None}

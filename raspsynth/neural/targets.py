@@ -83,6 +83,8 @@ def _program_group(
         # ours: KIND ENC REF_keys REF_queries CMP [REF_value].
         if group[2:4] != ours[2:4] or op.kind == "aggregate" and group[5] != ours[5]:
             return None
+        if not group[4].startswith("CMP_"):  # a custom predicate: the reading must name the same
+            return group if group[4] == ours[4] else None
         comparison = group[4][4:]
         fit = field(row, "comparison")[list(PREDICATES).index(comparison)]
         return group if fit == 1.0 else None

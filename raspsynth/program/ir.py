@@ -16,6 +16,8 @@ converts both ways.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import json
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -248,3 +250,20 @@ class Program:
     @staticmethod
     def loads(text: str) -> Program:
         return Program.from_json(json.loads(text))
+
+
+@functools.cache
+def library_predicates() -> tuple[Fn, ...]:
+    """Every library Select predicate with parameters in its range, less those
+    equal to one of tracr's comparisons (a shift by 0 is EQ)."""
+    grid = list(itertools.product(range(-4, 9), repeat=2))
+    fns = []
+    for entry in LIBRARY.values():
+        if not entry.predicate:
+            continue
+        low, high = entry.param_range
+        for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
+            f = entry.bind(params)
+            if not any(all(f(k, q) == c(k, q) for k, q in grid) for c in PREDICATES.values()):
+                fns.append(Fn(entry.name, tuple(params)))
+    return tuple(fns)

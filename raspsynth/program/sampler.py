@@ -23,10 +23,15 @@ The distribution, step by step:
    - numerical aggregate: mean of a 0/1-valued numerical value under a
      Select with any of the 8 comparisons;
    - categorical aggregate: copy of a categorical value with at most
-     max_seq_len values under Select(indices, q, EQ), whose width is at most
-     1, so tracr's compilation is exact (tracr cannot average categorical
-     values, nor assemble value spaces wider than the query/key space);
+     max_seq_len values under Select(indices, q, EQ), or with probability
+     `p_custom_predicate` a shift Select(indices, indices, q == k + c); both
+     select at most one position, so tracr's compilation is exact (tracr
+     cannot average categorical values, nor assemble value spaces wider than
+     the query/key space);
    - selector_width: width of a Select with any comparison.
+   Numerical aggregates and selector widths use, with probability
+   `p_custom_predicate`, a library predicate over positions instead
+   (Select(indices, indices, abs(k - q) <= 1), ...).
    Value sets are kept small (at most `max_values` values, all within
    [-value_bound, value_bound]) so MLPs stay small.
 5. Programs that are trivial on a sample of inputs are rejected and redrawn:
@@ -44,7 +49,7 @@ from raspsynth.errors import InputError
 from raspsynth.program.canonical import live_ops, op_value_set
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.functions import LIBRARY
-from raspsynth.program.ir import COMPARISONS, Fn, Op, Program
+from raspsynth.program.ir import COMPARISONS, Fn, Op, Program, library_predicates
 
 CHECK_INPUTS = 32  # random inputs on which each sampled program is evaluated
 
@@ -72,6 +77,9 @@ class SamplerConfig:
     # which are wrong on some inputs (e.g. `x != 1` over means near 1); off
     # by default so compiled models match their programs.
     p_numerical_input_map: float = 0.0
+    # A Select over positions with a library predicate (`q == k + 1`, a window)
+    # instead of a comparison, as people write shifts and previous-token heads.
+    p_custom_predicate: float = 0.15
     max_values: int = 12
     value_bound: int = 20
     max_attempts: int = 200
@@ -276,7 +284,14 @@ def _linear_sequence_map(rng, config, pool, max_seq_len, name):
     ]
 
 
-def _select(rng, pool, name, comparisons=COMPARISONS):
+def _select(rng, pool, name, comparisons=COMPARISONS, p_custom=0.0, predicates=None):
+    """A Select over two categorical number-valued SOps with a random
+    comparison; with probability `p_custom`, over `indices` twice with a random
+    library predicate (among `predicates`, by default all of them)."""
+    if rng.random() < p_custom:
+        predicates = predicates or library_predicates()
+        predicate = predicates[int(rng.integers(len(predicates)))]
+        return Op("select", f"{name}_select", ("indices", "indices"), fn=predicate)
     categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
     keys = categorical[int(rng.integers(len(categorical)))]
     queries = categorical[int(rng.integers(len(categorical)))]
@@ -289,7 +304,9 @@ def _numerical_aggregate(rng, config, pool, max_seq_len, name):
     arg = _pick(rng, config, binary, pool)
     if arg is None:
         return []
-    select = _select(rng, pool, name, ("EQ", "LT", "LEQ", "GT", "GEQ", "NEQ", "TRUE"))
+    select = _select(
+        rng, pool, name, ("EQ", "LT", "LEQ", "GT", "GEQ", "NEQ", "TRUE"), config.p_custom_predicate
+    )
     return [select, Op("aggregate", name, (select.name, arg.name), "numerical")]
 
 
@@ -300,13 +317,18 @@ def _categorical_aggregate(rng, config, pool, max_seq_len, name):
     # tracr sizes value projections by the query/key width (max_seq_len here).
     if arg is None or not positions or len(arg.values) > max_seq_len:
         return []
+    if rng.random() < config.p_custom_predicate:
+        # A shift selects at most one position too: the previous token, the one two back, ...
+        shifts = [p for p in library_predicates() if p.name == "shift"]
+        select = _select(rng, pool, name, p_custom=1.0, predicates=shifts)
+        return [select, Op("aggregate", name, (select.name, arg.name), "categorical")]
     query = positions[int(rng.integers(len(positions)))]
     select = Op("select", f"{name}_select", ("indices", query.name), comparison="EQ")
     return [select, Op("aggregate", name, (select.name, arg.name), "categorical")]
 
 
 def _selector_width(rng, config, pool, max_seq_len, name):
-    select = _select(rng, pool, name)
+    select = _select(rng, pool, name, p_custom=config.p_custom_predicate)
     return [select, Op("selector_width", name, (select.name,), "categorical")]
 
 

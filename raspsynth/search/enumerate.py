@@ -9,7 +9,8 @@ permuted, or the weights are not tracr's layout at all, only input/output
 behaviour is left. Terms grow from `tokens` and `indices` by size:
 Map(f, a) and SequenceMap(f, a, b) over the library's functions,
 SelectorWidth(Select(k, q, c)) and Aggregate(Select(k, q, c), v) over all
-eight comparisons. Two terms with equal values on every screening input are
+eight comparisons, and over the library predicates (shifts, windows) where
+keys and queries are both `indices`. Two terms with equal values on every screening input are
 one term to the search (observational equivalence), so only the first
 (smallest) is grown further.
 """
@@ -23,7 +24,7 @@ from collections.abc import Iterator, Sequence
 
 from raspsynth.program.evaluate import eval_op
 from raspsynth.program.functions import LIBRARY
-from raspsynth.program.ir import PREDICATES, Fn, Op, Program, ProgramError
+from raspsynth.program.ir import PREDICATES, Fn, Op, Program, ProgramError, library_predicates
 from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import agrees, rasp_outputs
 from raspsynth.search.repair import screening_inputs
@@ -156,8 +157,19 @@ def _grow(pool: list[_Term], size: int, lengths: list[int], counter, unary: list
         budget = size - 1 - keys.size - queries.size
         if budget < 0:
             continue
-        for comparison in PREDICATES:
-            select = Op("select", f"select_{next(counter)}", (keys.name, queries.name), comparison=comparison)
+        # Positions are what people shift and window over: library predicates
+        # there; the eight comparisons everywhere.
+        predicates = [(c, None) for c in PREDICATES]
+        if keys.name == queries.name == "indices":
+            predicates += [(None, p) for p in library_predicates()]
+        for comparison, predicate in predicates:
+            select = Op(
+                "select",
+                f"select_{next(counter)}",
+                (keys.name, queries.name),
+                comparison=comparison,
+                fn=predicate,
+            )
             if budget == 0:
                 name = f"selector_width_{next(counter)}"
                 op = Op("selector_width", name, (select.name,), "categorical")

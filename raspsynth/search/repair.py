@@ -14,7 +14,8 @@ observations, every op from the least confident. At that op it proposes:
   outputs for the output op): the library function that equals it, else the
   exact table; LinearSequenceMap coefficients solved by Z3 as integers;
 - every library function of the op's arity;
-- every comparison for the Select feeding an Aggregate or SelectorWidth;
+- every comparison, then every library predicate (`q == k + 1`, ...), for
+  the Select feeding an Aggregate or SelectorWidth;
 - every other SOp of the same encoding as an operand;
 - deleting the op (its users read one of its inputs instead).
 Edits are scored by how many screening inputs the edited program's RASP
@@ -36,7 +37,16 @@ from collections.abc import Hashable, Iterator, Sequence
 import numpy as np
 
 from raspsynth.program.evaluate import trace
-from raspsynth.program.ir import PREDICATES, SOURCES, Fn, Op, Program, ProgramError
+from raspsynth.program.ir import (
+    PREDICATE_ARGUMENTS,
+    PREDICATES,
+    SOURCES,
+    Fn,
+    Op,
+    Program,
+    ProgramError,
+    library_predicates,
+)
 from raspsynth.search.config import SearchConfig
 from raspsynth.search.observe import (
     Observed,
@@ -186,7 +196,7 @@ def _edits(
     for target in _targets(program, confidence, screen):
         op = program.op(target)
         yield from _function_edits(program, op, screen, config)
-        yield from _comparison_edits(program, op)
+        yield from _predicate_edits(program, op)
         yield from _operand_edits(program, op)
         yield from _deletions(program, op)
 
@@ -272,15 +282,21 @@ def solve_linear_coefficients(
     return (found.eval(a).as_long(), found.eval(b).as_long())
 
 
-def _comparison_edits(program, op):
+def _predicate_edits(program, op):
+    """The select feeding `op` with each other comparison, then each library predicate."""
     if op.kind not in ("aggregate", "selector_width"):
         return
     select = program.op(op.inputs[0])
     for comparison in PREDICATES:
         if comparison != select.comparison:
-            edited = _replace(program, select, dataclasses.replace(select, comparison=comparison))
+            edited = _replace(program, select, dataclasses.replace(select, comparison=comparison, fn=None))
             if edited is not None:
                 yield f"{select.name}: comparison {comparison}", edited
+    for predicate in library_predicates():
+        if predicate != select.fn:
+            edited = _replace(program, select, dataclasses.replace(select, comparison=None, fn=predicate))
+            if edited is not None:
+                yield f"{select.name}: predicate {predicate.source(PREDICATE_ARGUMENTS)}", edited
 
 
 def _available(program: Program, before: str) -> list[tuple[str, str]]:

@@ -69,7 +69,11 @@ def verify(
     inputs: Sequence[Sequence[Token]] | None = None,
     deadline: float | None = None,
     seed: int = 0,
+    weights_first: bool = True,
 ) -> Verification:
+    """`program` against `model` on `inputs` (by default its probe inputs);
+    `weights_first` False runs every probe even where the weights could
+    certify the candidate sooner (benchmarks of the probe check)."""
     spec = model.spec
     inputs = probe_inputs(model) if inputs is None else list(inputs)
     try:
@@ -93,7 +97,8 @@ def verify(
                 break
             per_probe = (now - began) / checked
             if (
-                isomorphism is None
+                weights_first
+                and isomorphism is None
                 and matched == checked
                 and per_probe * (len(inputs) - checked) > ALL_PROBES_S
             ):

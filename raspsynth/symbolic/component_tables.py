@@ -44,8 +44,8 @@ Key = int | float | None  # a dimension, a numerical value, or None (input unrea
 class MlpTable:
     """`rows` maps a tuple of input keys (one per input block) to an output
     dimension (categorical output) or value (numerical output). Input
-    combinations where a categorical MLP writes nothing are left out: the
-    function returns None there, outside the value set."""
+    combinations where a categorical MLP of several dimensions writes nothing
+    are left out: the function returns None there, outside the value set."""
 
     rows: dict[tuple[Key, ...], int | float]
     coefficients: tuple[float, float] | None = None  # a LinearSequenceMap's
@@ -115,8 +115,10 @@ def _mlp_table(model, structure: Structure, component: Component, observations) 
     for combo, values in zip(combos, response):
         key = tuple(k for k, _ in combo)
         if out.encoding == "categorical":
-            if values.max(initial=0.0) < 0.5:
-                continue  # nothing written: the function is undefined here (tracr's None)
+            if len(out.dims) > 1 and values.max(initial=0.0) < 0.5:
+                # Nothing written: the function is undefined here (tracr's None). A
+                # one-dimension block is left as it was read: its 0 may be a number.
+                continue
             rows[key] = out.dims[int(np.argmax(values))]
         else:
             rows[key] = float(values[0])

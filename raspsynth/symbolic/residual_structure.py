@@ -19,8 +19,9 @@ How:
   hidden units. Hidden units that write a common dimension belong together
   ("atoms"). Atoms reading the same input blocks are split into SOps by
   probing the MLP alone with every combination of input values: a
-  categorical SOp's dimensions fire exactly once per combination where its
-  function is defined, so its atoms form an exact cover. When several covers exist (two Maps of one
+  categorical SOp's dimensions fire exactly once per combination, so its
+  atoms form an exact cover (of the combinations where it is defined, when
+  no cover of all of them fits the readers). When several covers exist (two Maps of one
   input that split it alike), the one whose blocks downstream readers read
   whole is kept.
 """
@@ -339,24 +340,34 @@ class _StructureReader:
             elif len(dims) != 1:
                 raise NotTracrStructured(f"MLP {index} writes a multi-dimensional non-one-hot output")
         single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
-        covers = _exact_covers(fires, len(rows), single)
+        every_row = frozenset(range(len(rows)))
+        covers = [(cover, False) for cover in _exact_covers(fires, every_row, single)]
+        # Rows where no atom fires are input combinations on which a function
+        # is undefined (tracr writes nothing for a value outside the value
+        # set, e.g. `x if x != y else None`). Covers of the other rows are a
+        # second choice, and only with groups of several dimensions: one
+        # dimension firing on some rows reads as a numerical 0/1.
+        live = frozenset().union(*fires.values()) if fires else every_row
+        if live != every_row:
+            covers += [(cover, True) for cover in _exact_covers(fires, live, single, least=2)]
         if not covers:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 
-        def cost(cover):
-            # Value reads and the unembed read whole SOps, units reading `one`
-            # one dimension of each: a cover that contradicts them is wrong.
-            # Then prefer one-hot groups, then covers that every other reader
-            # touches in as few blocks as possible.
-            groups, numerical = cover
+        def cost(choice):
+            # Value reads and the unembed read one whole SOp, units reading
+            # `one` one dimension of each: a cover that contradicts them is wrong.
+            # Then prefer covers of every row, one-hot groups, and covers that
+            # every other reader touches in as few blocks as possible.
+            (groups, numerical), partial = choice
             blocks = [frozenset(d for a in g for d in atom_dims[a]) for g in groups]
             blocks += [frozenset(atom_dims[a]) for a in numerical]
             split = sum(bool(port & b) and not b <= port for port in self.whole_ports for b in blocks)
+            split += sum(max(0, sum(bool(port & b) for b in blocks) - 1) for port in self.whole_ports)
             split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
             touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports)
-            return (split, len(numerical), touched)
+            return (split, partial, len(numerical), touched)
 
-        groups, numerical = min(covers, key=cost)
+        (groups, numerical), _ = min(covers, key=cost)
         numerical = list(numerical) + [a for a in atoms if a not in fires]
         parts = []
         for group, encoding in [(g, "categorical") for g in groups] + [
@@ -474,19 +485,18 @@ def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:
     return [tuple(sorted(m)) for m in members.values()]
 
 
-def _exact_covers(fires: dict, n_rows: int, single: set) -> list[tuple[list, list]]:
-    """Ways to split one-hot atoms into groups that fire exactly once per row,
-    leaving single-dimension atoms out as numerical SOps: [(groups, numerical)].
-    Rows where no atom fires are input combinations on which every function
-    is undefined (tracr writes nothing for a value outside the output's value
-    set, e.g. `x if x != y else None`): they are left out of the cover."""
-    all_rows = frozenset().union(*fires.values()) if fires else frozenset(range(n_rows))
+def _exact_covers(fires: dict, rows: frozenset, single: set, least: int = 1) -> list[tuple[list, list]]:
+    """Ways to split one-hot atoms into groups of at least `least` atoms that
+    fire exactly once per row of `rows`, leaving single-dimension atoms out
+    as numerical SOps: [(groups, numerical)]."""
+    all_rows = rows
     atoms = sorted(fires)
     covers: list[tuple[list, list]] = []
 
     def complete(group: tuple, covered: frozenset, candidates: list) -> Iterator[tuple]:
         if covered == all_rows:
-            yield group
+            if len(group) >= least:
+                yield group
             return
         row = min(all_rows - covered)
         for atom in candidates:

@@ -39,7 +39,7 @@ import numpy as np
 from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.functions import LIBRARY
-from raspsynth.program.ir import PREDICATES, Fn
+from raspsynth.program.ir import PREDICATES, Fn, library_predicates
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable
 from raspsynth.symbolic.residual_structure import Structure
 from raspsynth.tracr_bridge.model import Model
@@ -69,23 +69,6 @@ def library_functions(arity: int) -> tuple[Fn, ...]:
         low, high = entry.param_range
         for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
             fns.append(Fn(entry.name, tuple(params)))
-    return tuple(fns)
-
-
-@functools.cache
-def library_predicates() -> tuple[Fn, ...]:
-    """Every library Select predicate with parameters in its range, less those
-    equal to one of tracr's comparisons (a shift by 0 is EQ)."""
-    grid = list(itertools.product(range(-4, 9), repeat=2))
-    fns = []
-    for entry in LIBRARY.values():
-        if not entry.predicate:
-            continue
-        low, high = entry.param_range
-        for params in itertools.product(range(low, high + 1), repeat=len(entry.params)):
-            f = entry.bind(params)
-            if not any(all(f(k, q) == c(k, q) for k, q in grid) for c in PREDICATES.values()):
-                fns.append(Fn(entry.name, tuple(params)))
     return tuple(fns)
 
 
