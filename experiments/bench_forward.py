@@ -31,7 +31,7 @@ from tracr.compiler import lib
 from tracr.rasp import rasp
 
 from raspsynth.search.verify import verify
-from raspsynth.tracr_bridge import compile_program, from_tracr
+from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.model import Model
 from raspsynth.tracr_bridge.rasp_conversion import from_rasp
 
@@ -100,11 +100,12 @@ def plain_forward(model: Model, seqs: list[list]) -> list[list]:
     return out
 
 
-def best_of(repeats: int, f) -> float:
+def best_of(repeats: int, f, *args, **kwargs) -> float:
+    """The shortest of `repeats` timings of f(*args, **kwargs), in seconds."""
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        f()
+        f(*args, **kwargs)
         times.append(time.perf_counter() - began)
     return min(times)
 
@@ -122,8 +123,8 @@ def main() -> None:
         ir = from_rasp(program, vocab, max_seq_len)
         seqs = random_inputs(model, args.probes)
         model.output_codes(seqs[:100])  # warm caches (compact layers, logit scale)
-        ours = best_of(args.repeats, lambda: model.output_codes(seqs, mark_undefined=True))
-        plain = best_of(1, lambda: plain_forward(model, seqs))
+        ours = best_of(args.repeats, model.output_codes, seqs, mark_undefined=True)
+        plain = best_of(1, plain_forward, model, seqs)
         verify(ir, model, seqs[:100], weights_first=False)  # tracr's one-off import, not verification
         began = time.perf_counter()
         verification = verify(ir, model, seqs, weights_first=False)
@@ -152,7 +153,8 @@ def main() -> None:
         f"{VERIFY_TARGET_S} s: {all(r['verify_s'] <= VERIFY_TARGET_S for r in small)}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=1))
+    machine = platform.processor() or platform.machine()
+    args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

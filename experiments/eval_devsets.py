@@ -8,7 +8,9 @@ exhaustive / sampled / none), median and p95 time, and the worst ratio of
 elapsed time to budget (the budget promise is budget + max(1 s, 10%)).
 Measurement only: nothing is tuned or selected on these sets.
 
-    python experiments/eval_devsets.py [--budget 30] [--sets interpbench peer] [--jobs 1]
+    python experiments/eval_devsets.py [--budget 30] [--sets interpbench peer] [--jobs 1] [--resume]
+
+Each run starts afresh; --resume continues an interrupted one.
 
 Writes experiments/results/eval_devsets.json (and a .jsonl of rows per set).
 """
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--mode", default="hybrid", choices=("search", "hybrid"))
     parser.add_argument("--devsets", default=str(REPO.parent / "shared" / "devsets"))
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--resume", action="store_true", help="continue the rows of an interrupted run")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -60,6 +63,8 @@ def main() -> None:
     for name in args.sets:
         models = sorted(str(p) for p in (Path(args.devsets) / name).glob("*.npz"))
         rows_path = out / f"eval_devsets_{name}_{args.mode}_{args.budget:g}s.jsonl"
+        if not args.resume:
+            rows_path.unlink(missing_ok=True)  # rows of an earlier run were made by earlier code
         rows = synthesize_many(models, rows_path, jobs=args.jobs, mode=args.mode, budget_s=args.budget)
         summary["sets"][name] = summarise(rows, args.budget)
     (out / "eval_devsets.json").write_text(json.dumps(summary, indent=2) + "\n")

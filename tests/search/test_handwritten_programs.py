@@ -57,18 +57,22 @@ def repeated_token() -> rasp.SOp:
 
 
 def window_count() -> rasp.SOp:
+    # tracr needs every program to read the tokens: the window's size plus the token.
     select = rasp.Select(rasp.indices, rasp.indices, lambda k, q: abs(k - q) <= 1)
-    return rasp.categorical(rasp.SelectorWidth(select))
+    width = rasp.categorical(rasp.SelectorWidth(select))
+    return rasp.categorical(rasp.SequenceMap(lambda n, x: n + x, width, rasp.tokens))
 
 
 def earlier_than_previous() -> rasp.SOp:
     select = rasp.Select(rasp.indices, rasp.indices, lambda k, q: k < q - 1)
-    return rasp.categorical(rasp.SelectorWidth(select))
+    width = rasp.categorical(rasp.SelectorWidth(select))
+    return rasp.categorical(rasp.SequenceMap(lambda n, x: n if x > 1 else 0, width, rasp.tokens))
 
 
 def same_parity_count() -> rasp.SOp:
     select = rasp.Select(rasp.indices, rasp.indices, lambda k, q: k % 2 == q % 2)
-    return rasp.categorical(rasp.SelectorWidth(select))
+    width = rasp.categorical(rasp.SelectorWidth(select))
+    return rasp.categorical(rasp.SequenceMap(lambda n, x: n * x, width, rasp.tokens))
 
 
 def first_token() -> rasp.SOp:
@@ -154,8 +158,8 @@ def oscillation() -> rasp.SOp:
     return rasp.categorical(rasp.SequenceMap(lambda a, b: a and b, up, down))
 
 
-def position_parity() -> rasp.SOp:
-    return rasp.categorical(rasp.Map(lambda i: i % 2, rasp.indices))
+def parity_matches_position() -> rasp.SOp:
+    return rasp.categorical(rasp.SequenceMap(lambda i, x: i % 2 == x % 2, rasp.indices, rasp.tokens))
 
 
 def token_plus_position() -> rasp.SOp:
@@ -182,7 +186,8 @@ def balance() -> rasp.SOp:
 
 
 def previous_is_larger_count() -> rasp.SOp:
-    larger = rasp.categorical(rasp.SequenceMap(lambda prev, x: prev > x, shift_by(1, rasp.tokens), rasp.tokens))
+    previous = shift_by(1, rasp.tokens)
+    larger = rasp.categorical(rasp.SequenceMap(lambda prev, x: prev > x, previous, rasp.tokens))
     flags = rasp.numerical(rasp.Map(lambda b: 1 if b else 0, larger))
     so_far = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
     return rasp.numerical(rasp.Aggregate(so_far, flags, default=0))
@@ -224,7 +229,7 @@ CASES = {
     "vowel flags": Case(vowel_flags, frozenset("abeg"), 5),
     "pattern abc": Case(pattern_abc, LETTERS, 6),
     "oscillation": Case(oscillation, NUMBERS, 6),
-    "position parity": Case(position_parity, NUMBERS, 6),
+    "parity matches position": Case(parity_matches_position, NUMBERS, 6),
     "token plus position": Case(token_plus_position, NUMBERS, 5),
     "clipped double": Case(clipped_double, NUMBERS, 5),
     "mean above half": Case(mean_above_half, NUMBERS, 4),
