@@ -59,7 +59,8 @@ class ProgramError(RaspsynthError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Fn:
-    """An element-wise function: `LIBRARY[name]` with `params`, or a table.
+    """An element-wise function: `LIBRARY[name]` with `params`, a table, or
+    a step function of one number ("steps", `from_steps`).
 
     A table maps argument values (a tuple `(x, y)` for binary functions) to
     results; it is exact on its domain and None (undefined) elsewhere.
@@ -71,9 +72,11 @@ class Fn:
     arity: int = 1
 
     def __post_init__(self) -> None:
-        if self.name == "table":
+        if self.name in ("table", "steps"):
             if self.table is None:
-                raise ProgramError("a table function needs its table")
+                raise ProgramError(f"a {self.name} function needs its table")
+            if self.name == "steps" and (self.arity != 1 or self.table[0][0] is not None):
+                raise ProgramError("a steps function is unary and its first step has no threshold")
             return
         entry = LIBRARY.get(self.name)
         if entry is None:
@@ -83,12 +86,22 @@ class Fn:
         object.__setattr__(self, "arity", entry.arity)
 
     @staticmethod
+    def from_steps(thresholds: tuple[float, ...], values: tuple) -> Fn:
+        """A step function: values[i] where x exceeds exactly i of the ascending
+        `thresholds`. tracr compiles a Map of a numerical SOp as one (a
+        discretising MLP), so it is exact on every value tracr infers."""
+        return Fn("steps", table=((None, values[0]), *zip(thresholds, values[1:])), arity=1)
+
+    @staticmethod
     def from_table(mapping: dict, arity: int) -> Fn:
         items = tuple(sorted(mapping.items(), key=lambda kv: repr(kv[0])))
         return Fn("table", table=items, arity=arity)
 
     def bind(self) -> Callable:
         """A Python callable computing this function."""
+        if self.name == "steps":
+            thresholds, values = [t for t, _ in self.table[1:]], [v for _, v in self.table]
+            return lambda x: values[sum(x > t for t in thresholds)]
         if self.name == "table":
             lookup = dict(self.table)
             if self.arity == 1:
@@ -99,6 +112,11 @@ class Fn:
     def source(self, names: tuple[str, ...] = ("x", "y")) -> str:
         """The lambda's Python source (tables become a dict lookup over
         arguments called `names`; a Select's predicate uses ("k", "q"))."""
+        if self.name == "steps":
+            values = _tuple_source([v for _, v in self.table])
+            thresholds = _tuple_source([t for t, _ in self.table[1:]])
+            x = names[0]
+            return f"lambda {x}: {values}[sum({x} > t for t in {thresholds})]"
         if self.name == "table":
             body = "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self.table) + "}"
             # .get: None outside the table, which tracr leaves out of the value set.
@@ -109,24 +127,32 @@ class Fn:
         return LIBRARY[self.name].source(self.params)
 
     def describe(self) -> str:
-        if self.name == "table":
-            return f"table[{len(self.table)}]"
+        if self.name in ("table", "steps"):
+            return f"{self.name}[{len(self.table)}]"
         entry = LIBRARY[self.name]
         args = ", ".join(f"{p}={v}" for p, v in zip(entry.params, self.params))
         return f"{self.name}({args})"
 
     def to_json(self) -> dict[str, Any]:
+        if self.name == "steps":
+            return {"fn": "steps", "steps": [list(step) for step in self.table]}
         if self.name == "table":
             return {"fn": "table", "arity": self.arity, "table": [[_jsonable(k), v] for k, v in self.table]}
         return {"fn": self.name, "params": list(self.params)}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Fn:
+        if data["fn"] == "steps":
+            return Fn("steps", table=tuple(tuple(step) for step in data["steps"]), arity=1)
         if data["fn"] == "table":
             arity = data["arity"]
             table = tuple((tuple(k) if arity == 2 else k, v) for k, v in data["table"])
             return Fn("table", table=table, arity=arity)
         return Fn(data["fn"], tuple(data.get("params", ())))
+
+
+def _tuple_source(items: list) -> str:
+    return "(" + ", ".join(map(repr, items)) + ("," if len(items) == 1 else "") + ")"
 
 
 def _jsonable(key: Hashable) -> Any:

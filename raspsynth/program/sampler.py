@@ -16,8 +16,9 @@ The distribution, step by step:
 4. Kinds and tracr's constraints they respect:
    - map: a library function on a categorical value (categorical output), or
      a boolean library function (numerical 0/1 output, to feed a mean); with
-     probability `p_numerical_input_map` (default 0) a boolean function of a
-     numerical value, which tracr compiles imprecisely;
+     probability `p_numerical_input_map` a boolean function of a numerical
+     value, which tracr compiles imprecisely (`data.sampling` checks those
+     on every input);
    - sequence_map: a binary library function of two distinct categorical values;
    - linear_sequence_map: two numerical values, integer coefficients in [-2, 2];
    - numerical aggregate: mean of a 0/1-valued numerical value under a
@@ -74,9 +75,9 @@ class SamplerConfig:
     kind_weights: tuple[tuple[str, float], ...] = DEFAULT_KIND_WEIGHTS
     p_chain: float = 0.6
     # Maps reading a numerical value compile to tracr's discretising MLPs,
-    # which are wrong on some inputs (e.g. `x != 1` over means near 1); off
-    # by default so compiled models match their programs.
-    p_numerical_input_map: float = 0.0
+    # which are wrong on some inputs (e.g. `x != 1` over means near 1): the
+    # data pipeline checks such programs on every input and drops miscompiles.
+    p_numerical_input_map: float = 0.1
     # A Select over positions with a library predicate (`q == k + 1`, a window)
     # instead of a comparison, as people write shifts and previous-token heads.
     p_custom_predicate: float = 0.15

@@ -49,6 +49,11 @@ class MlpTable:
 
     rows: dict[tuple[Key, ...], int | float]
     coefficients: tuple[float, float] | None = None  # a LinearSequenceMap's
+    # A Map of one numerical SOp, compiled by tracr as a discretising MLP: its
+    # thresholds (ascending) and the output in each of the len + 1 regions
+    # (a dimension, or a value), read from the weights for every input value
+    # tracr's value-set inference had, observed or not.
+    steps: tuple[tuple[float, ...], tuple[int | float, ...]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,11 +127,70 @@ def _mlp_table(model, structure: Structure, component: Component, observations) 
             rows[key] = out.dims[int(np.argmax(values))]
         else:
             rows[key] = float(values[0])
-    coefficients = None
+    coefficients = steps = None
     inputs = [structure.block(name) for name in component.inputs]
     if len(inputs) == 2 and all(b.encoding == "numerical" for b in inputs):
         coefficients = _linear_fit(rows, component.name)
-    return MlpTable(rows, coefficients)
+    if len(inputs) == 1 and inputs[0].encoding == "numerical" and structure.one_dim is not None:
+        steps = _discretised(layer, component, inputs[0].dims[0], structure.one_dim, out)
+    return MlpTable(rows, coefficients, steps)
+
+
+# tracr's discretising units come in pairs whose biases differ by exactly 1.
+PAIR_TOLERANCE = 1e-3
+
+
+def _discretised(layer, component: Component, in_dim: int, one_dim: int, out) -> tuple | None:
+    """The thresholds and region outputs of tracr's discretising MLP
+    (`numerical_mlp._get_discretising_layer`), or None for other weights.
+
+    Per threshold t, two units read x with weight L and `one` with biases
+    1 - L·t and -L·t; their difference is 1 above t and 0 below, and the
+    first writes Δ (the output's change at t), the second -Δ. A `start`
+    unit reads only `one` and writes the output below every threshold. So
+    the output in region r is start + Σ Δ over the r lowest thresholds."""
+    units = list(component.hidden_units)
+    weight = layer.mlp_in_w[in_dim, units].astype(np.float64)
+    bias = (layer.mlp_in_w[one_dim, units] + layer.mlp_in_b[units]).astype(np.float64)
+    out_w = layer.mlp_out_w[np.ix_(units, list(out.dims))].astype(np.float64)
+    start = np.zeros(len(out.dims))
+    steps, used = [], set()
+    for i in range(len(units)):
+        if weight[i] == 0:
+            start += out_w[i] * max(bias[i], 0.0)
+            used.add(i)
+    for i in range(len(units)):
+        if i in used or weight[i] <= 0:
+            continue
+        partner = next(
+            (
+                j
+                for j in range(len(units))
+                if j not in used
+                and j != i
+                and abs(weight[j] - weight[i]) < PAIR_TOLERANCE
+                and abs(bias[i] - bias[j] - 1) < PAIR_TOLERANCE
+                and np.allclose(out_w[j], -out_w[i], atol=PAIR_TOLERANCE)
+            ),
+            None,
+        )
+        if partner is None:
+            return None
+        used |= {i, partner}
+        steps.append((-bias[partner] / weight[i], out_w[i]))
+    if len(used) != len(units) or not steps:
+        return None
+    steps.sort(key=lambda step: step[0])
+    outputs, current = [], start
+    for region in range(len(steps) + 1):
+        if region:
+            current = current + steps[region - 1][1]
+        if out.encoding == "categorical":
+            outputs.append(out.dims[int(np.argmax(current))])
+        else:
+            outputs.append(float(np.round(current[0], 6)))
+    thresholds = tuple(float(np.round(t, 6)) for t, _ in steps)
+    return thresholds, tuple(outputs)
 
 
 def _linear_fit(rows: dict, name: str) -> tuple[float, float]:

@@ -11,7 +11,9 @@ Confidence is 1.0 for an op whose every part was read from the weights,
 and 0.5 where an operand the weights never read was filled in (a constant
 predicate or function, which cannot depend on it). A predicate that no tracr
 comparison reproduces under the chosen values is a custom one: a library
-predicate (`q == k + 1`) where one fits, else its exact table.
+predicate (`q == k + 1`) where one fits, else its exact table. A Map of a
+numerical SOp that no library function fits on the observed values is read
+as the step function tracr's discretising MLP computes (`Fn.from_steps`).
 """
 
 from __future__ import annotations
@@ -191,6 +193,11 @@ class _ProgramBuilder:
             if not component.inputs:  # reads nothing: a constant, whatever its input
                 confidence = 0.5
             fn = match_library(rows, numerical)
+            if fn is None and table.steps is not None:
+                # Observed inputs are a part of what tracr discretised: the steps hold every value.
+                thresholds, regions = table.steps
+                outputs = tuple(_plain(r) if numerical else self.values.values[r] for r in regions)
+                fn = Fn.from_steps(thresholds, outputs)
             if fn is None:
                 fn = Fn.from_table({k if len(k) > 1 else k[0]: v for k, v in rows.items()}, len(inputs))
             op = Op(kind, name, tuple(self.names[i] for i in inputs), block.encoding, fn=fn)
