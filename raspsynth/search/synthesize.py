@@ -399,7 +399,10 @@ class _Run:
         program, verification, status = attempt.program, attempt.verification, attempt.status
         if verification is not None:
             if verification.error:
+                # A program tracr refuses to compile (a numerical mean of values
+                # other than 0 and 1, ...) is no answer: it cannot be the model.
                 status = f"failed: {verification.error}"
+                program = None
             else:
                 status = (
                     f"{'passed' if verification.verified else 'failed'} on {verification.probes} probe inputs"

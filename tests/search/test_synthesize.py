@@ -114,3 +114,35 @@ def test_a_function_the_library_does_not_name_reads_as_an_expression():
     assert recompiled.run(inputs) == model.run(inputs)
     tables = synthesize(model.permuted(3), mode="search", budget_s=30, config=SearchConfig(expression_size=0))
     assert tables.report["expressions"] == {} and "lambda x: {0: 0, 1: 1, 2: 4" in tables.source
+
+
+def test_a_program_tracr_refuses_is_never_the_answer(monkeypatch):
+    """A reading whose numerical mean averages values other than 0 and 1
+    (hand-built: frac_prevs' 0/1 Map replaced by x + 1) cannot be compiled by
+    tracr, so it cannot be the model: the result has no program."""
+    import dataclasses
+
+    from raspsynth.program.ir import Fn, Program
+    from raspsynth.search.config import SearchConfig
+
+    synthesize_module = importlib.import_module("raspsynth.search.synthesize")
+
+    entry = LIB["make_frac_prevs"]
+    model = compile_program(entry.build(), entry.vocab, entry.max_seq_len).permuted(1)
+    real = synthesize_module.decompile_structure
+
+    def refused_reading(model, solver_timeout_ms=None, deadline=None):
+        read = real(model, solver_timeout_ms, deadline)
+        ops = tuple(
+            dataclasses.replace(op, fn=Fn("add", (1,)))
+            if op.kind == "map" and op.encoding == "numerical"
+            else op
+            for op in read.program.ops
+        )
+        return dataclasses.replace(read, program=Program(ops, read.program.output))
+
+    monkeypatch.setattr(synthesize_module, "decompile_structure", refused_reading)
+    config = SearchConfig(repair=False)
+    result = synthesize(model, mode="search", budget_s=20, config=config)
+    assert not result.verified and result.ir is None and result.source == ""
+    assert result.report["verification"].startswith("failed:")
