@@ -35,7 +35,7 @@ from raspsynth.errors import CompileError
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.compile import compile_program
 from raspsynth.tracr_bridge.isomorphism import Isomorphism, weights_isomorphic
-from raspsynth.tracr_bridge.model import Model, Token
+from raspsynth.tracr_bridge.model import Model, Token, value_key
 from raspsynth.tracr_bridge.outputs import UNDEFINED, codes_equal, translate_codes
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
@@ -86,6 +86,7 @@ def verify(
         return Verification(False, 0.0, len(inputs), 0, error="the candidate's output encoding differs")
     if not inputs:
         return Verification(True, 1.0, 0, 0, candidate=compiled)
+    token_map = _token_map(spec, compiled.spec)
     order = np.random.default_rng(seed).permutation(len(inputs))
     matched = undefined = checked = 0
     isomorphism = None
@@ -109,8 +110,9 @@ def verify(
             left = LARGEST_CHUNK if deadline is None else (deadline - now) / max(per_probe, 1e-9)
             size = int(min(LARGEST_CHUNK, max(SMALLEST_CHUNK, left)))
         chunk = [inputs[i] for i in order[checked : checked + size]]
-        want, _ = model.output_codes(chunk, mark_undefined=True)
-        have, _ = compiled.output_codes(chunk, mark_undefined=True)
+        ids, lengths = model.encode_padded(chunk)
+        want, _ = model.output_codes_of((ids, lengths), mark_undefined=True)
+        have, _ = compiled.output_codes_of((token_map[ids], lengths), mark_undefined=True)
         if not spec.numerical:
             have = translate_codes(have, compiled.spec.output_values, spec.output_values)
             undefined += int(((want == UNDEFINED) & (have == UNDEFINED)).sum())
@@ -125,3 +127,12 @@ def verify(
         candidate=compiled,
         isomorphism=isomorphism,
     )
+
+
+def _token_map(spec, other) -> np.ndarray:
+    """The model's token ids as the candidate's: the same tokens, BOS and PAD
+    (whatever they are called), maybe in another order."""
+    column = {value_key(t): i for i, t in enumerate(other.input_vocab)}
+    column[value_key(spec.bos)] = other.input_vocab.index(other.bos)
+    column[value_key(spec.pad)] = other.input_vocab.index(other.pad)
+    return np.array([column[value_key(t)] for t in spec.input_vocab])

@@ -38,15 +38,36 @@ def value_key(value: Any) -> tuple:
 SCALE_SAMPLES_PER_LENGTH = 4
 
 
+def _token_ids(flat: list, index: dict) -> np.ndarray:
+    """index[t] for every token t of `flat` (-1 for unknown ones). Tokens of
+    one numpy type (all numbers, or all strings) are looked up once per
+    distinct value; anything else token by token. TypeError: unhashable."""
+    try:
+        array = np.asarray(flat)
+    except (ValueError, TypeError):
+        array = None
+    if array is not None and array.ndim == 1 and array.dtype.kind in "biuU":
+        distinct, inverse = np.unique(array, return_inverse=True)
+        lookup = np.array([index.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
+        return lookup[inverse] if len(flat) else np.zeros(0, np.int64)
+    return np.fromiter((index.get(t, -1) for t in flat), dtype=np.int64, count=len(flat))
+
+
 @contextlib.contextmanager
 def _one_blas_thread():
     """BLAS limited to one thread: the forward pass multiplies small matrices
     (d_model in the tens), where extra threads only add synchronisation, and
     on a busy machine oversubscribed BLAS threads cost 4x (measured)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+@functools.cache
+def _blas_controller():
+    # Built once: finding the loaded BLAS libraries reads /proc on every call.
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -316,37 +337,60 @@ class Model:
         Raises InputError for anything but a list of token sequences, for
         unknown tokens and for sequences over max_seq_len.
         """
-        index = {tok: i for i, tok in enumerate(self.spec.input_vocab)}
-        allowed = set(self.spec.vocab)
-        bos = index[self.spec.bos]
-        encoded = []
+        ids, lengths = self.encode_padded(seqs)
+        return [row[:n] for row, n in zip(ids, lengths)]
+
+    def encode_padded(self, seqs: Sequence[Sequence[Token]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids as one array [N, longest + 1] (BOS first, PAD after a
+        sequence's end) and each sequence's length with BOS. One pass over
+        the tokens, no per-sequence arrays; errors as for `encode`."""
+        spec = self.spec
+        index = {tok: i for i, tok in enumerate(spec.input_vocab)}
+        for special in (spec.bos, spec.pad):
+            index.pop(special, None)  # not input tokens
         if isinstance(seqs, str | bytes) or not isinstance(seqs, Iterable):
             raise InputError(f"expected a list of token sequences; got {type(seqs).__name__}")
+        strings_ok = all(isinstance(t, str) for t in spec.vocab)
+        flat: list = []
+        lengths: list[int] = []
         for n, seq in enumerate(seqs):
-            if isinstance(seq, str | bytes) and not all(isinstance(t, str) for t in self.spec.vocab):
+            if not strings_ok and isinstance(seq, str | bytes):
                 raise InputError(f"sequence {n} is a string; give a list of tokens")
-            if not isinstance(seq, Iterable):
-                raise InputError(f"sequence {n} is {type(seq).__name__}, not a sequence of tokens")
-            seq = list(seq)
+            before = len(flat)
             try:
-                unknown = [t for t in seq if t not in allowed]
+                flat.extend(seq)
             except TypeError:
+                raise InputError(f"sequence {n} is {type(seq).__name__}, not a sequence of tokens") from None
+            if len(flat) - before > spec.max_seq_len:
                 raise InputError(
-                    f"sequence {n} holds unhashable values; tokens are scalars from the model's "
-                    f"vocabulary {list(self.spec.vocab)}"
-                ) from None
-            if len(seq) > self.spec.max_seq_len:
-                raise InputError(
-                    f"sequence {n} has length {len(seq)}; this model takes at most "
-                    f"{self.spec.max_seq_len} tokens"
+                    f"sequence {n} has length {len(flat) - before}; this model takes at most "
+                    f"{spec.max_seq_len} tokens"
                 )
-            if unknown:
-                raise InputError(
-                    f"sequence {n} has token(s) {sorted(set(map(repr, unknown)))} not in the "
-                    f"model's vocabulary {list(self.spec.vocab)}"
-                )
-            encoded.append(np.array([bos] + [index[t] for t in seq], dtype=np.int64))
-        return encoded
+            lengths.append(len(flat) - before)
+        try:
+            ids = _token_ids(flat, index)
+        except TypeError:
+            raise InputError(
+                f"a sequence holds unhashable values; tokens are scalars from the model's "
+                f"vocabulary {list(spec.vocab)}"
+            ) from None
+        if (ids < 0).any():
+            first = int(np.flatnonzero(ids < 0)[0])
+            n = int(np.searchsorted(np.cumsum(lengths), first, side="right"))
+            unknown = sorted({repr(t) for t, i in zip(flat, ids.tolist()) if i < 0})
+            raise InputError(
+                f"sequence {n} has token(s) {unknown} not in the model's vocabulary {list(spec.vocab)}"
+            )
+        lengths_array = np.array(lengths, dtype=np.int64) + 1
+        width = int(lengths_array.max(initial=1))
+        padded = np.full((len(lengths), width), spec.input_vocab.index(spec.pad), dtype=np.int64)
+        padded[:, 0] = spec.input_vocab.index(spec.bos)
+        # Row r's tokens go to columns 1 .. lengths[r] - 1.
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if lengths else np.zeros(0, np.int64)
+        columns = np.arange(len(flat)) - np.repeat(starts, lengths) + 1
+        padded[rows, columns] = ids
+        return padded, lengths_array
 
     def residual_stream(self, ids: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Final residual stream [B, T, D] for token ids [B, T] (BOS included).
@@ -381,10 +425,12 @@ class Model:
                     k = qkv[..., total + start : total + start + size]
                     v = qkv[..., 2 * total + start : 2 * total + start + size]
                     start += size
-                    logits = (q @ k.transpose(0, 2, 1)) / np.float32(np.sqrt(size))
+                    weights = q @ k.transpose(0, 2, 1)
+                    weights /= np.float32(np.sqrt(size))
                     if masked:
-                        logits = np.where(mask, logits, np.float32(-1e30))
-                    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                        np.copyto(weights, np.float32(-1e30), where=~mask)
+                    weights -= weights.max(axis=-1, keepdims=True)  # softmax, in place
+                    np.exp(weights, out=weights)
                     weights /= weights.sum(axis=-1, keepdims=True)
                     weights[weights < tiny] = 0.0
                     mixed.append(weights @ v)
@@ -399,47 +445,63 @@ class Model:
                 x += layer.mlp_out_b
         return x.reshape(batch, seq_len, -1)
 
-    def _batches(self, seqs: Sequence[Sequence[Token]], batch_size: int) -> Iterator[tuple]:
-        """(output logits [b, T, O] with BOS dropped, lengths without BOS) per
-        batch of `seqs`, each padded to its longest sequence and masked."""
+    def _batches(self, encoded: tuple[np.ndarray, np.ndarray], batch_size: int) -> Iterator[tuple]:
+        """(positions in the input, output logits [b, T, O] with BOS dropped,
+        lengths without BOS) per batch of `encoded` (`encode_padded`'s ids
+        and lengths). A batch holds sequences of one length, so that none is
+        padded or masked."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
-        encoded = self.encode(seqs)
-        pad = self.spec.input_vocab.index(self.spec.pad)
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            lengths = np.array([len(ids) for ids in chunk])
-            ids = np.full((len(chunk), lengths.max()), pad, dtype=np.int64)
-            for row, seq in enumerate(chunk):
-                ids[row, : len(seq)] = seq
-            yield self.residual_stream(ids, lengths)[:, 1:] @ self.unembed, lengths - 1
+        ids_all, lengths_all = encoded
+        order = np.argsort(lengths_all, kind="stable")
+        ends = np.flatnonzero(np.diff(lengths_all[order])) + 1  # where the length changes
+        for run in np.split(order, ends) if len(order) else []:
+            for start in range(0, len(run), batch_size):
+                picked = run[start : start + batch_size]
+                lengths = lengths_all[picked]
+                residual = self.residual_stream(ids_all[picked, : lengths[0]], lengths)[:, 1:]
+                batch, width, d_model = residual.shape
+                logits = residual.reshape(batch * width, d_model) @ self.unembed
+                yield picked, logits.reshape(batch, width, -1), lengths - 1
 
     def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
         """Output logits [len, O] for each input sequence, BOS position
-        dropped. Sequences of mixed lengths may be given in one call; each
-        batch is padded to its longest sequence and masked."""
-        results: list[np.ndarray] = []
-        for logits, lengths in self._batches(seqs, batch_size):
-            results.extend(row[:n] for row, n in zip(logits, lengths))
-        return results
+        dropped. Sequences of mixed lengths may be given in one call; a batch
+        of several lengths is padded to its longest and masked."""
+        results: list = []
+        for picked, logits, lengths in self._batches(self.encode_padded(seqs), batch_size):
+            results.extend(zip(picked.tolist(), (row[:n] for row, n in zip(logits, lengths))))
+        return [row for _, row in sorted(results, key=lambda item: item[0])]
 
     def output_codes(
         self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decoded outputs as one array, for comparing many at once: (codes
         [N, longest], lengths [N]); see `outputs.output_codes` for the codes."""
+        return self.output_codes_of(self.encode_padded(seqs), batch_size, mark_undefined)
+
+    def output_codes_of(
+        self, encoded: tuple[np.ndarray, np.ndarray], batch_size: int = 4096, mark_undefined: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`output_codes` of inputs already encoded (`encode_padded`), so that
+        models sharing a vocabulary encode them once (`verify`)."""
         numerical = self.spec.numerical
         scale = self.logit_scale if mark_undefined and not numerical else None
         batches = [
-            (output_codes(logits, lengths, numerical, scale), lengths)
-            for logits, lengths in self._batches(seqs, batch_size)
+            (picked, output_codes(logits, lengths, numerical, scale), lengths)
+            for picked, logits, lengths in self._batches(encoded, batch_size)
         ]
         if not batches:
             return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
-        width = max(codes.shape[1] for codes, _ in batches)
+        width = max(codes.shape[1] for _, codes, _ in batches)
+        total = sum(len(picked) for picked, _, _ in batches)
         fill = np.nan if numerical else PAST_END
-        padded = [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=fill) for c, _ in batches]
-        return np.concatenate(padded), np.concatenate([lengths for _, lengths in batches])
+        codes_all = np.full((total, width), fill, dtype=batches[0][1].dtype)
+        lengths_all = np.zeros(total, dtype=np.int64)
+        for picked, codes, lengths in batches:
+            codes_all[picked, : codes.shape[1]] = codes
+            lengths_all[picked] = lengths
+        return codes_all, lengths_all
 
     def run(
         self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
