@@ -83,13 +83,20 @@ def weights_isomorphic(
     if shape != [(s.kind, len(s.heads), 0 if s.units is None else len(s.units)) for s in c_layers]:
         return Isomorphism(False, "the sublayers, heads or hidden units differ in number")
 
-    inputs = list(inputs)[:SIGNATURE_INPUTS]
-    t_sig = _signatures(target, t_layers, inputs, np.arange(len(t_spec.input_vocab)), None)
-    c_sig = _signatures(candidate, c_layers, inputs, rows, columns)
     try:
-        t_colours, c_colours = _refined_colours(t_sig, t_layers, c_sig, c_layers, deadline)
+        return _compared(target, candidate, t_layers, c_layers, list(inputs), rows, columns, deadline)
     except BudgetSpent:
         return Isomorphism(False, "the budget ran out before the weights were compared")
+
+
+def _compared(target, candidate, t_layers, c_layers, inputs, rows, columns, deadline) -> Isomorphism:
+    """The permutation search and weight comparison; BudgetSpent at `deadline`."""
+    inputs = inputs[:SIGNATURE_INPUTS]
+    t_sig = _signatures(target, t_layers, inputs, np.arange(len(target.spec.input_vocab)), None)
+    check_deadline(deadline)
+    c_sig = _signatures(candidate, c_layers, inputs, rows, columns)
+    check_deadline(deadline)
+    t_colours, c_colours = _refined_colours(t_sig, t_layers, c_sig, c_layers, deadline)
     perm = _match(t_colours, c_colours)
     if perm is None:
         return Isomorphism(False, "no residual permutation matches the dimensions' signatures")
@@ -102,7 +109,7 @@ def weights_isomorphic(
     if not _close(target.unembed, candidate.unembed[perm][:, columns]):
         return Isomorphism(False, "unembeddings differ")
     for index, (mine, theirs) in enumerate(zip(t_layers, c_layers)):
-        why = _sublayer_difference(mine, _permuted(theirs, perm))
+        why = _sublayer_difference(mine, _permuted(theirs, perm), deadline)
         if why:
             return Isomorphism(False, f"sublayer {index} ({mine.kind}): {why}")
     return Isomorphism(
@@ -216,12 +223,13 @@ def _refined_colours(
         return palette.setdefault(key, len(palette))
 
     colours = [[paint(row.tobytes()) for row in sig] for sig in (t_sig, c_sig)]
-    links = [_links(layers, len(sig)) for layers, sig in ((t_layers, t_sig), (c_layers, c_sig))]
+    links = [_links(layers, len(sig), deadline) for layers, sig in ((t_layers, t_sig), (c_layers, c_sig))]
     count = len(set(colours[0]) | set(colours[1]))
     for _ in range(len(t_sig)):
         check_deadline(deadline)
         refined = []
         for colour, (unit_links, dim_links) in zip(colours, links):
+            check_deadline(deadline)
             units = [
                 paint(("unit", bias, tuple(sorted((colour[d], tag) for d, tag in edges))))
                 for bias, edges in unit_links
@@ -246,7 +254,7 @@ def _refined_colours(
     return colours[0], colours[1]
 
 
-def _links(sublayers: list[_Sublayer], d: int) -> tuple[list, list]:
+def _links(sublayers: list[_Sublayer], d: int, deadline: float | None = None) -> tuple[list, list]:
     """The weighted connections colour refinement follows: per hidden unit,
     its bias and (dimension, weight) pairs; per dimension, its (unit, weight) pairs
     and its (kind, other dimension, weight) entries in heads' circuits.
@@ -254,6 +262,7 @@ def _links(sublayers: list[_Sublayer], d: int) -> tuple[list, list]:
     unit_links: list[list] = []
     dim_links: list[tuple[list, list]] = [([], []) for _ in range(d)]
     for index, sub in enumerate(sublayers):
+        check_deadline(deadline)
         if sub.kind == "mlp":
             for row in sub.units:
                 u = len(unit_links)
@@ -304,7 +313,7 @@ def _permuted(sub: _Sublayer, perm: np.ndarray) -> _Sublayer:
     return _Sublayer("mlp", units=sub.units[:, columns], bias=sub.bias[perm])
 
 
-def _sublayer_difference(mine: _Sublayer, theirs: _Sublayer) -> str | None:
+def _sublayer_difference(mine: _Sublayer, theirs: _Sublayer, deadline: float | None = None) -> str | None:
     if not _close(mine.bias, theirs.bias):
         return "output biases differ"
     if mine.kind == "attn":
@@ -318,6 +327,7 @@ def _sublayer_difference(mine: _Sublayer, theirs: _Sublayer) -> str | None:
     left = list(range(len(theirs.units)))
     scale = max(float(np.abs(mine.units).max(initial=0.0)), 1e-30)
     for unit in mine.units:
+        check_deadline(deadline)
         match = next((i for i in left if np.allclose(unit, theirs.units[i], rtol=0, atol=RTOL * scale)), None)
         if match is None:
             return "a hidden unit has no equal"

@@ -462,7 +462,7 @@ class Model:
                 residual = self.residual_stream(ids_all[picked, : lengths[0]], lengths)[:, 1:]
                 batch, width, d_model = residual.shape
                 logits = residual.reshape(batch * width, d_model) @ self.unembed
-                yield picked, logits.reshape(batch, width, -1), lengths - 1
+                yield picked, logits.reshape(batch, width, self.unembed.shape[1]), lengths - 1
 
     def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
         """Output logits [len, O] for each input sequence, BOS position
