@@ -4,8 +4,9 @@ For each set (interpbench: human-written programs compiled by tracr; peer:
 another team's sampler), synthesizes every model at the given budget, one
 model at a time in a worker process (`raspsynth.batch.synthesize_many`,
 resumable), and prints per set: verified share, the certificates (isomorphic /
-exhaustive / sampled / none), median and p95 time, and the worst ratio of
-elapsed time to budget (the budget promise is budget + max(1 s, 10%)).
+exhaustive / sampled / none), median and p95 time, the worst ratio of
+elapsed time to budget (the promise is budget + max(1 s, 10%)), and each
+miss with its status.
 Measurement only: nothing is tuned or selected on these sets.
 
     python experiments/eval_devsets.py [--budget 30] [--sets interpbench peer] [--jobs 1] [--resume]
@@ -43,7 +44,12 @@ def summarise(rows: list[dict], budget: float) -> dict:
         "worst_elapsed_over_budget": float(elapsed.max() / budget),
         "over_promise": int(np.sum(elapsed > budget + max(1.0, 0.1 * budget))),
         "errors": [row["model"] for row in rows if row["status"] not in ("verified", "not verified")],
+        "misses": {Path(row["model"]).stem: _why(row) for row in rows if not row["verified"]},
     }
+
+
+def _why(row: dict) -> str:
+    return f"{row['status']}, agreement {row['agreement']:.3f}, {row['elapsed_s']:.1f} s"
 
 
 def main() -> None:
@@ -79,6 +85,8 @@ def main() -> None:
             + " | ".join(f"{c[k]} ({100 * c[k] / n:.0f}%)" for k in CERTIFICATES)
             + f" | {s['median_s']:.2f} | {s['p95_s']:.2f} | {s['worst_elapsed_over_budget']:.2f} |"
         )
+    for name, s in summary["sets"].items():
+        print(f"{name} misses: " + ("; ".join(f"{m} ({why})" for m, why in s["misses"].items()) or "none"))
 
 
 if __name__ == "__main__":
