@@ -36,6 +36,10 @@ def value_key(value: Any) -> tuple:
 
 # Inputs per length on which `Model.logit_scale` is measured.
 SCALE_SAMPLES_PER_LENGTH = 4
+# Visited-state directions kept by a lossless compression: eigenvalues of the
+# states' Gram matrix above this share of the largest (float64 rounding of
+# float32 states stays far below it).
+COMPRESSION_RANK_TOLERANCE = 1e-9
 
 
 def _token_ids(flat: list, index: dict) -> np.ndarray:
@@ -407,6 +411,12 @@ class Model:
             return self._residual_stream(ids, lengths)
 
     def _residual_stream(self, ids: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        *_, final = self._states(ids, lengths)
+        return final.reshape(ids.shape[0], ids.shape[1], -1)
+
+    def _states(self, ids: np.ndarray, lengths: np.ndarray | None) -> Iterator[np.ndarray]:
+        """The residual [B·T, D] after the embeddings and after every
+        sublayer, updated in place between yields (use it before the next)."""
         batch, seq_len = ids.shape
         x = (self.token_embed[ids] + self.pos_embed[np.arange(seq_len)][None]).reshape(batch * seq_len, -1)
         mask = np.ones((batch, 1, seq_len), dtype=bool)
@@ -416,6 +426,7 @@ class Model:
             mask = mask & np.tril(np.ones((seq_len, seq_len), dtype=bool))[None]
         masked = not mask.all()
         tiny = np.finfo(np.float32).tiny
+        yield x
         for layer in (full.compact for full in self.layers):
             if layer.sizes:
                 qkv = (x[:, layer.attn_reads] @ layer.qkv_w + layer.qkv_b).reshape(batch, seq_len, -1)
@@ -438,12 +449,13 @@ class Model:
                 x[:, layer.attn_writes] += mixed @ layer.attn_out_w
             if layer.attn_b is not None:
                 x += layer.attn_b
+            yield x
             if len(layer.mlp_writes):
                 hidden = np.maximum(x[:, layer.mlp_reads] @ layer.mlp_in_w + layer.mlp_in_b, 0.0)
                 x[:, layer.mlp_writes] += hidden @ layer.mlp_out_w
             if layer.mlp_out_b is not None:
                 x += layer.mlp_out_b
-        return x.reshape(batch, seq_len, -1)
+            yield x
 
     def _batches(self, encoded: tuple[np.ndarray, np.ndarray], batch_size: int) -> Iterator[tuple]:
         """(positions in the input, output logits [b, T, O] with BOS dropped,
@@ -566,26 +578,84 @@ class Model:
         tests."""
         rng = np.random.default_rng(checked_seed(seed))
         q, _ = np.linalg.qr(rng.normal(size=(self.d_model, self.d_model)))
+        return self.in_basis(q, q.T)
+
+    def mixed(self, seed: int = 0) -> Model:
+        """The same model with its residual stream mapped by a random
+        invertible matrix that is not orthogonal (singular values spread over
+        [0.5, 2]): lengths and angles change too, not only the axes."""
+        rng = np.random.default_rng(checked_seed(seed))
+        q1, _ = np.linalg.qr(rng.normal(size=(self.d_model, self.d_model)))
+        q2, _ = np.linalg.qr(rng.normal(size=(self.d_model, self.d_model)))
+        scales = np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=self.d_model))
+        return self.in_basis(q1 * scales @ q2, q2.T / scales @ q1.T)
+
+    def compressed(self, kind: str = "lossless", dim: int | None = None, seed: int = 0) -> Model:
+        """The same model in a residual of `dim` dimensions.
+
+        kind "lossless": the residual is projected onto the span of the
+        states it visits on its probe inputs (after the embeddings and after
+        every sublayer: an uncentred SVD, accumulated as their Gram matrix),
+        then rotated at random. Each categorical block's dimensions sum to
+        `one` there, so the span is narrower than tracr's D. `dim` None keeps
+        the whole span (the visited-state rank); a smaller `dim` keeps its
+        leading directions and is no longer lossless."""
+        from raspsynth.tracr_bridge.probes import probe_inputs
+
+        if kind != "lossless":
+            raise InputError(f"compressed kind must be 'lossless'; got {kind!r}")
+        gram = np.zeros((self.d_model, self.d_model))
+        ids_all, lengths_all = self.encode_padded(probe_inputs(self))
+        with _one_blas_thread():
+            for length in np.unique(lengths_all):
+                rows = np.flatnonzero(lengths_all == length)
+                for start in range(0, len(rows), 4096):
+                    picked = rows[start : start + 4096]
+                    for x in self._states(ids_all[picked, :length], lengths_all[picked]):
+                        states = x.astype(np.float64)
+                        gram += states.T @ states
+        values, vectors = np.linalg.eigh(gram)
+        order = np.argsort(values)[::-1]
+        values, vectors = values[order], vectors[:, order]
+        rank = int(np.sum(values > values[0] * COMPRESSION_RANK_TOLERANCE)) if values[0] > 0 else 0
+        if dim is None:
+            dim = rank
+        if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= self.d_model:
+            raise InputError(f"dim must be an integer from 1 to d_model ({self.d_model}); got {dim!r}")
+        basis = vectors[:, :dim]  # [D, dim], orthonormal columns
+        rng = np.random.default_rng(checked_seed(seed))
+        q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+        projection = basis @ q
+        return self.in_basis(projection, projection.T)
+
+    def in_basis(self, forward: np.ndarray, back: np.ndarray) -> Model:
+        """The model with residual x written as x @ `forward` [D, D']:
+        everything that writes the residual is multiplied by `forward`,
+        everything that reads it by `back` [D', D] first. `back` is forward's
+        inverse for a change of basis, its transpose for a projection onto
+        orthonormal columns (exact on states inside their span)."""
         layers = tuple(
             LayerWeights(
                 heads=tuple(
                     HeadWeights(
-                        query_w=q.T @ h.query_w,
+                        query_w=back @ h.query_w,
                         query_b=h.query_b,
-                        key_w=q.T @ h.key_w,
+                        key_w=back @ h.key_w,
                         key_b=h.key_b,
-                        value_w=q.T @ h.value_w,
+                        value_w=back @ h.value_w,
                         value_b=h.value_b,
-                        output_w=h.output_w @ q,
+                        output_w=h.output_w @ forward,
                     )
                     for h in layer.heads
                 ),
-                attn_output_b=layer.attn_output_b @ q,
-                mlp_in_w=q.T @ layer.mlp_in_w,
+                attn_output_b=layer.attn_output_b @ forward,
+                mlp_in_w=back @ layer.mlp_in_w,
                 mlp_in_b=layer.mlp_in_b,
-                mlp_out_w=layer.mlp_out_w @ q,
-                mlp_out_b=layer.mlp_out_b @ q,
+                mlp_out_w=layer.mlp_out_w @ forward,
+                mlp_out_b=layer.mlp_out_b @ forward,
             )
             for layer in self.layers
         )
-        return Model(self.token_embed @ q, self.pos_embed @ q, layers, q.T @ self.unembed, self.spec)
+        return Model(
+            self.token_embed @ forward, self.pos_embed @ forward, layers, back @ self.unembed, self.spec
+        )

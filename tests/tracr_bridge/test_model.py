@@ -159,3 +159,40 @@ def test_rotated_models_keep_behaviour_on_lib_programs(lib_references):
         ours, theirs = model.run(seqs, mark_undefined=True), turned.run(seqs)
         pairs = [(a, b) for row, other in zip(ours, theirs) for a, b in zip(row, other) if a is not None]
         assert len(pairs) > 100 and all(a == b for a, b in pairs), ref.name
+
+
+def test_mixed_and_lossless_compressed_models_keep_outputs(lib_references):
+    """A random invertible (not orthogonal) residual map and the projection
+    onto the visited states' span give tracr's outputs on every probe input
+    (the output rule's comparison; numerical outputs within 1e-3)."""
+    from raspsynth.tracr_bridge import rows_equal
+
+    for ref in lib_references:
+        model = from_tracr(ref.assembled)
+        inputs = probe_inputs(model)
+        expected = model.run(inputs, mark_undefined=True)
+        mixed = model.mixed(seed=2)
+        # Not a rotation: the token embedding's rows change length (tracr's are 0/1 rows).
+        assert not np.allclose(
+            np.linalg.norm(mixed.token_embed, axis=1), np.linalg.norm(model.token_embed, axis=1)
+        )
+        compressed = model.compressed("lossless", seed=2)
+        # tracr's categorical blocks each sum to `one` in every state: at least
+        # one direction per block beyond the first is never visited.
+        assert compressed.d_model < model.d_model, ref.name
+        for variant in (mixed, compressed):
+            got = variant.run(inputs, mark_undefined=True)
+            assert all(rows_equal(w, g, model.spec.numerical) for w, g in zip(expected, got)), ref.name
+
+
+def test_compression_below_the_visited_rank_loses_behaviour(lib_references):
+    model = from_tracr(lib_references[3].assembled)  # make_sort
+    rank = model.compressed().d_model
+    inputs = probe_inputs(model)
+    expected = model.run(inputs, mark_undefined=True)
+    lossy = model.compressed(dim=rank - 4).run(inputs, mark_undefined=True)
+    assert expected != lossy
+    with pytest.raises(InputError):
+        model.compressed("learned-by-magic")
+    with pytest.raises(InputError):
+        model.compressed(dim=0)
