@@ -77,7 +77,7 @@ class SamplerConfig:
     # Maps reading a numerical value compile to tracr's discretising MLPs,
     # which are wrong on some inputs (e.g. `x != 1` over means near 1): the
     # data pipeline checks such programs on every input and drops miscompiles.
-    p_numerical_input_map: float = 0.1
+    p_numerical_input_map: float = 0.03
     # A Select over positions with a library predicate (`q == k + 1`, a window)
     # instead of a comparison, as people write shifts and previous-token heads.
     p_custom_predicate: float = 0.15
