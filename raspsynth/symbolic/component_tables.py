@@ -140,6 +140,10 @@ def _mlp_table(model, structure: Structure, component: Component, observations) 
 PAIR_TOLERANCE = 1e-3
 
 
+def _grid(weight: float, bias: float) -> tuple[int, int]:
+    return round(weight / PAIR_TOLERANCE), round(bias / PAIR_TOLERANCE)
+
+
 def _discretised(layer, component: Component, in_dim: int, one_dim: int, out) -> tuple | None:
     """The thresholds and region outputs of tracr's discretising MLP
     (`numerical_mlp._get_discretising_layer`), or None for other weights.
@@ -159,24 +163,24 @@ def _discretised(layer, component: Component, in_dim: int, one_dim: int, out) ->
         if weight[i] == 0:
             start += out_w[i] * max(bias[i], 0.0)
             used.add(i)
-    for i in range(len(units)):
+    # Units by (weight, bias) on a PAIR_TOLERANCE grid, to find each partner at once.
+    by_key: dict[tuple[int, int], list[int]] = {}
+    for j in range(len(units)):
+        by_key.setdefault(_grid(weight[j], bias[j]), []).append(j)
+    for i in np.argsort(-bias):  # the unit of a pair with the larger bias first
         if i in used or weight[i] <= 0:
             continue
         partner = next(
             (
                 j
-                for j in range(len(units))
-                if j not in used
-                and j != i
-                and abs(weight[j] - weight[i]) < PAIR_TOLERANCE
-                and abs(bias[i] - bias[j] - 1) < PAIR_TOLERANCE
-                and np.allclose(out_w[j], -out_w[i], atol=PAIR_TOLERANCE)
+                for j in by_key.get(_grid(weight[i], bias[i] - 1), [])
+                if j not in used and j != i and np.allclose(out_w[j], -out_w[i], atol=PAIR_TOLERANCE)
             ),
             None,
         )
         if partner is None:
             return None
-        used |= {i, partner}
+        used |= {int(i), partner}
         steps.append((-bias[partner] / weight[i], out_w[i]))
     if len(used) != len(units) or not steps:
         return None
