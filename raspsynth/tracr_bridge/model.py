@@ -50,7 +50,9 @@ def _token_ids(flat: list, index: dict) -> np.ndarray:
         array = np.asarray(flat)
     except (ValueError, TypeError):
         array = None
-    if array is not None and array.ndim == 1 and array.dtype.kind in "biuU":
+    # numpy turns [1, "a"] into strings: a string array only when every token is one.
+    strings = array is not None and array.dtype.kind == "U" and all(type(t) is str for t in flat)
+    if array is not None and array.ndim == 1 and (array.dtype.kind in "biu" or strings):
         distinct, inverse = np.unique(array, return_inverse=True)
         lookup = np.array([index.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
         return lookup[inverse] if len(flat) else np.zeros(0, np.int64)
@@ -157,7 +159,7 @@ class CompactLayer:
     sublayer reads a few of the residual's dimensions and writes a few), so
     each product runs over only the rows it reads and the columns it writes,
     and all heads of the layer share one query/key/value product. Dropping
-    exact zeros changes no sum.
+    exact zeros changes no value (beyond the order of float additions).
 
     - attention: the residual's columns `attn_reads` times `qkv_w` (every
       head's query, key and value weights side by side, each head `sizes[h]`

@@ -196,3 +196,18 @@ def test_compression_below_the_visited_rank_loses_behaviour(lib_references):
         model.compressed("learned-by-magic")
     with pytest.raises(InputError):
         model.compressed(dim=0)
+
+
+def test_tokens_keep_their_type_when_encoded():
+    """numpy would read [1, "a"] as two strings; encoding must not: 1 is a
+    token of a mixed vocabulary, and it is not the string "1"."""
+    from raspsynth.tracr_bridge.model import IOSpec, Model
+
+    mixed = IOSpec((1, "a", "BOS", "pad"), "BOS", "pad", 3, ("x", "y"))
+    model = Model(np.eye(4, 2, dtype=np.float32), np.zeros((4, 2)), (), np.eye(2), mixed)
+    assert [ids.tolist() for ids in model.encode([[1, "a"], ["a"]])] == [[2, 0, 1], [2, 1]]
+    with pytest.raises(InputError, match="'1'"):
+        model.encode([["1"]])
+    strings = IOSpec(("1", "a", "BOS", "pad"), "BOS", "pad", 3, ("x", "y"))
+    with pytest.raises(InputError):
+        Model(np.eye(4, 2, dtype=np.float32), np.zeros((4, 2)), (), np.eye(2), strings).encode([[1, "a"]])
