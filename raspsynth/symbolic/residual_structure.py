@@ -21,9 +21,9 @@ How:
   probing the MLP alone with every combination of input values: a
   categorical SOp's dimensions fire exactly once per combination, so its
   atoms form an exact cover (of the combinations where it is defined, when
-  no cover of all of them fits the readers). When several covers exist (two Maps of one
-  input that split it alike), the one whose blocks downstream readers read
-  whole is kept.
+  no cover of all of them fits the readers). When several covers exist
+  (two Maps of one input that split it alike), the one whose blocks
+  downstream readers read whole is kept.
 """
 
 from __future__ import annotations
@@ -489,16 +489,15 @@ def _exact_covers(fires: dict, rows: frozenset, single: set, least: int = 1) -> 
     """Ways to split one-hot atoms into groups of at least `least` atoms that
     fire exactly once per row of `rows`, leaving single-dimension atoms out
     as numerical SOps: [(groups, numerical)]."""
-    all_rows = rows
     atoms = sorted(fires)
     covers: list[tuple[list, list]] = []
 
     def complete(group: tuple, covered: frozenset, candidates: list) -> Iterator[tuple]:
-        if covered == all_rows:
+        if covered == rows:
             if len(group) >= least:
                 yield group
             return
-        row = min(all_rows - covered)
+        row = min(rows - covered)
         for atom in candidates:
             if row in fires[atom] and not fires[atom] & covered:
                 rest = [c for c in candidates if c != atom]
