@@ -48,14 +48,7 @@ def rasp_outputs(model: Model, inputs: Sequence[Sequence[Token]]) -> list[list]:
 
 def final_residual(model: Model, inputs: Sequence[Sequence[Token]]) -> list[np.ndarray]:
     """The final residual stream [len, D] of each input, BOS dropped."""
-    encoded = model.encode(inputs)
-    out: list[np.ndarray | None] = [None] * len(encoded)
-    for length in sorted({len(ids) for ids in encoded}):
-        rows = [i for i, ids in enumerate(encoded) if len(ids) == length]
-        residual = model.residual_stream(np.stack([encoded[i] for i in rows]))[:, 1:]
-        for i, r in zip(rows, residual):
-            out[i] = r
-    return out
+    return [residual[1:] for residual in model.residuals(inputs)]
 
 
 def observed_values(model: Model, decompiled: Decompiled, inputs: Sequence[Sequence[Token]]) -> Observed:

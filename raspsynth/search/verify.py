@@ -35,7 +35,7 @@ from raspsynth.errors import CompileError
 from raspsynth.program.ir import Program
 from raspsynth.tracr_bridge.compile import compile_program
 from raspsynth.tracr_bridge.isomorphism import Isomorphism, weights_isomorphic
-from raspsynth.tracr_bridge.model import Model, Token, value_key
+from raspsynth.tracr_bridge.model import Model, Token, token_rows
 from raspsynth.tracr_bridge.outputs import UNDEFINED, codes_equal, translate_codes
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
@@ -86,7 +86,7 @@ def verify(
         return Verification(False, 0.0, len(inputs), 0, error="the candidate's output encoding differs")
     if not inputs:
         return Verification(True, 1.0, 0, 0, candidate=compiled)
-    token_map = _token_map(spec, compiled.spec)
+    token_map = token_rows(spec, compiled.spec)  # the same tokens, perhaps in another order
     order = np.random.default_rng(seed).permutation(len(inputs))
     matched = undefined = checked = 0
     isomorphism = None
@@ -127,12 +127,3 @@ def verify(
         candidate=compiled,
         isomorphism=isomorphism,
     )
-
-
-def _token_map(spec, other) -> np.ndarray:
-    """The model's token ids as the candidate's: the same tokens, BOS and PAD
-    (whatever they are called), maybe in another order."""
-    column = {value_key(t): i for i, t in enumerate(other.input_vocab)}
-    column[value_key(spec.bos)] = other.input_vocab.index(other.bos)
-    column[value_key(spec.pad)] = other.input_vocab.index(other.pad)
-    return np.array([column[value_key(t)] for t in spec.input_vocab])

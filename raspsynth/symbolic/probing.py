@@ -73,13 +73,8 @@ class ResidualObservations:
         inputs = probe_inputs(
             model, exhaustive_bound=OBSERVATION_PROBES, n_random=OBSERVATION_PROBES, seed=seed
         )
-        encoded = model.encode(inputs)
-        chunks = []
-        for length in sorted({len(ids) for ids in encoded}):
-            batch = np.stack([ids for ids in encoded if len(ids) == length])
-            residual = model.residual_stream(batch, np.full(len(batch), length))[:, 1:]
-            chunks.append(residual.reshape(-1, model.d_model))
-        self.positions = np.concatenate(chunks).astype(np.float64)
+        residuals = [residual[1:] for residual in model.residuals(inputs)]
+        self.positions = np.concatenate(residuals).astype(np.float64)
 
     def values(self, dim: int) -> tuple[float, ...]:
         """Sorted distinct values (rounded to VALUE_DECIMALS) that `dim` takes."""

@@ -281,9 +281,14 @@ def _rank_labels(structure: Structure, tables: dict, component, values: dict, ho
         counts[q] = counts.get(q, 0) + bool(chosen)
     if len(set(counts.values())) != len(counts):
         return  # ties: not a strict order of the block's values
+    roots = _copy_roots(structure, tables)
+    copies_of: dict[int, list[int]] = {}
+    for dim, root in roots.items():
+        copies_of.setdefault(root, []).append(dim)
     relabelled = dict(values)
     for dim, count in counts.items():
-        for twin in _copied_with(tables, dim):
+        root = roots.get(dim, dim)
+        for twin in [root, *copies_of.get(root, [])]:
             relabelled[twin] = count
     before = {c.name for c in structure.components if _is_comparison(tables[c.name], values)}
     if all(_is_comparison(tables[name], relabelled) for name in before | {component.name}):
@@ -295,23 +300,17 @@ def _is_comparison(table, values: dict) -> bool:
     return isinstance(table, AttentionTable) and comparison_of(table.selects, values) is not None
 
 
-def _copied_with(tables: dict, dim: int) -> set[int]:
-    """`dim` and every dimension an Aggregate copies it to or from, transitively."""
-    pairs = [
-        (source, target)
-        for table in tables.values()
-        if isinstance(table, AttentionTable) and table.copies
-        for source, target in table.copies.items()
-    ]
-    found, frontier = {dim}, [dim]
-    while frontier:
-        d = frontier.pop()
-        for source, target in pairs:
-            for a, b in ((source, target), (target, source)):
-                if a == d and b not in found:
-                    found.add(b)
-                    frontier.append(b)
-    return found
+def _copy_roots(structure: Structure, tables: dict) -> dict[int, int]:
+    """Each dimension an Aggregate writes -> the dimension its value was
+    first copied from (in layer order): dimensions with one root carry one
+    value."""
+    roots: dict[int, int] = {}
+    for component in structure.components:
+        table = tables[component.name]
+        if isinstance(table, AttentionTable) and table.copies:
+            for source, target in table.copies.items():
+                roots[target] = roots.get(source, source)
+    return roots
 
 
 def _solve_jointly(
@@ -334,12 +333,7 @@ def _solve_jointly(
         return None  # building the constraints alone would take minutes (sorts over many keys)
 
     # An Aggregate's dimensions carry the values it copies: one variable for both.
-    same = {}
-    for component in structure.components:
-        table = tables[component.name]
-        if isinstance(table, AttentionTable) and table.copies:
-            for source, target in table.copies.items():
-                same[target] = same.get(source, source)
+    same = _copy_roots(structure, tables)
 
     # Variables are named and ordered by block and current label, never by
     # residual position, so Z3 answers a permuted model with the same labels.

@@ -39,8 +39,8 @@ from raspsynth.tracr_bridge.model import (
     IOSpec,
     LayerWeights,
     Model,
-    value_key,
 )
+from raspsynth.tracr_bridge.outputs import value_key
 
 _META_INT_FIELDS = ("max_seq_len", "num_heads", "num_layers", "key_size", "mlp_hidden_size")
 MAX_META_BYTES = 16 << 20  # a meta JSON (vocabularies included) larger than this is refused

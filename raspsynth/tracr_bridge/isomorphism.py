@@ -34,7 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from raspsynth.errors import BudgetSpent, check_deadline
-from raspsynth.tracr_bridge.model import LayerWeights, Model, Token, value_key
+from raspsynth.tracr_bridge.model import LayerWeights, Model, Token, token_rows
+from raspsynth.tracr_bridge.outputs import value_key
 
 RTOL = 1e-5  # relative to each compared matrix's largest entry
 SIGNATURE_DECIMALS = 4
@@ -72,7 +73,7 @@ def weights_isomorphic(
         return Isomorphism(False, "the specs differ")
     if target.d_model != candidate.d_model:
         return Isomorphism(False, f"residual widths differ ({target.d_model} vs {candidate.d_model})")
-    rows = _token_rows(target, candidate)
+    rows = token_rows(target.spec, candidate.spec)
     if rows is None:
         return Isomorphism(False, "the input vocabularies differ")
     columns = _output_columns(target, candidate)
@@ -115,21 +116,6 @@ def _compared(target, candidate, t_layers, c_layers, inputs, rows, columns, dead
     return Isomorphism(
         True, f"equal up to a residual permutation, head and hidden-unit order ({len(t_layers)} sublayers)"
     )
-
-
-def _token_rows(target: Model, candidate: Model) -> np.ndarray | None:
-    """Candidate token-embedding row for each target row (BOS to BOS, PAD to PAD)."""
-    t, c = target.spec, candidate.spec
-    index = {value_key(tok): i for i, tok in enumerate(c.input_vocab)}
-    index[("bos",)] = c.input_vocab.index(c.bos)
-    index[("pad",)] = c.input_vocab.index(c.pad)
-    rows = []
-    for tok in t.input_vocab:
-        key = ("bos",) if tok == t.bos else ("pad",) if tok == t.pad else value_key(tok)
-        if key not in index:
-            return None
-        rows.append(index[key])
-    return np.array(rows)
 
 
 def _output_columns(target: Model, candidate: Model) -> np.ndarray | None:
@@ -180,16 +166,7 @@ def _signatures(
     unembed = model.unembed if columns is None else model.unembed[:, columns]
     parts.append(unembed)
     if inputs:
-        encoded = model.encode(inputs)
-        longest = max(len(ids) for ids in encoded)
-        pad = model.spec.input_vocab.index(model.spec.pad)
-        ids = np.full((len(encoded), longest), pad, dtype=np.int64)
-        for i, seq in enumerate(encoded):
-            ids[i, : len(seq)] = seq
-        lengths = np.array([len(seq) for seq in encoded])
-        residual = model.residual_stream(ids, lengths)
-        valid = np.arange(longest)[None, :] < lengths[:, None]
-        parts.append(residual[valid].T)
+        parts.append(np.concatenate(model.residuals(inputs)).T)
     for sub in sublayers:
         if sub.kind == "attn":
             # Each dimension's row and column in every head's circuits, as one

@@ -20,18 +20,12 @@ from typing import Any
 import numpy as np
 
 from raspsynth.errors import InputError, checked_seed
-from raspsynth.tracr_bridge.outputs import PAST_END, decode_codes, output_codes
+from raspsynth.tracr_bridge.outputs import PAST_END, decode_codes, output_codes, value_key
 
 FORMAT_VERSION = "raspsynth-model/1"
 
 Token = Hashable
 Output = Any  # a categorical value, or a float for numerical outputs
-
-
-def value_key(value: Any) -> tuple:
-    """A token's or output value's identity: equal values collide (1 and
-    1.0), but True stays apart from 1 (the type of a bool is its value)."""
-    return (isinstance(value, bool), value)
 
 
 # Inputs per length on which `Model.logit_scale` is measured.
@@ -57,6 +51,42 @@ def _token_ids(flat: list, index: dict) -> np.ndarray:
         lookup = np.array([index.get(v, -1) for v in distinct.tolist()], dtype=np.int64)
         return lookup[inverse] if len(flat) else np.zeros(0, np.int64)
     return np.fromiter((index.get(t, -1) for t in flat), dtype=np.int64, count=len(flat))
+
+
+def token_rows(target: IOSpec, candidate: IOSpec) -> np.ndarray | None:
+    """The candidate's token id for each of the target's input tokens (BOS to
+    BOS and PAD to PAD, whatever each is called), or None when the input
+    vocabularies differ."""
+    index = {value_key(tok): i for i, tok in enumerate(candidate.input_vocab)}
+    index[("bos",)] = candidate.input_vocab.index(candidate.bos)
+    index[("pad",)] = candidate.input_vocab.index(candidate.pad)
+    rows = []
+    for tok in target.input_vocab:
+        key = ("bos",) if tok == target.bos else ("pad",) if tok == target.pad else value_key(tok)
+        if key not in index:
+            return None
+        rows.append(index[key])
+    return np.array(rows)
+
+
+def _length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Indices of the inputs with `lengths`, in batches of at most
+    `batch_size` that share one length (so none is padded or masked)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
+    order = np.argsort(lengths, kind="stable")
+    ends = np.flatnonzero(np.diff(lengths[order])) + 1  # where the length changes
+    for run in np.split(order, ends) if len(order) else []:
+        for start in range(0, len(run), batch_size):
+            yield run[start : start + batch_size]
+
+
+def _in_order(pairs: list[tuple[int, Any]]) -> list:
+    """The values of (position, value) pairs, by position."""
+    out: list = [None] * len(pairs)
+    for i, value in pairs:
+        out[i] = value
+    return out
 
 
 @contextlib.contextmanager
@@ -460,32 +490,37 @@ class Model:
             yield x
 
     def _batches(self, encoded: tuple[np.ndarray, np.ndarray], batch_size: int) -> Iterator[tuple]:
-        """(positions in the input, output logits [b, T, O] with BOS dropped,
-        lengths without BOS) per batch of `encoded` (`encode_padded`'s ids
-        and lengths). A batch holds sequences of one length, so that none is
-        padded or masked."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
+        """(positions in the input, final residual [b, T, D] with BOS first,
+        lengths with BOS) per batch of `encoded` (`encode_padded`'s ids and
+        lengths); a batch holds sequences of one length (`_length_batches`)."""
         ids_all, lengths_all = encoded
-        order = np.argsort(lengths_all, kind="stable")
-        ends = np.flatnonzero(np.diff(lengths_all[order])) + 1  # where the length changes
-        for run in np.split(order, ends) if len(order) else []:
-            for start in range(0, len(run), batch_size):
-                picked = run[start : start + batch_size]
-                lengths = lengths_all[picked]
-                residual = self.residual_stream(ids_all[picked, : lengths[0]], lengths)[:, 1:]
-                batch, width, d_model = residual.shape
-                logits = residual.reshape(batch * width, d_model) @ self.unembed
-                yield picked, logits.reshape(batch, width, self.unembed.shape[1]), lengths - 1
+        for picked in _length_batches(lengths_all, batch_size):
+            lengths = lengths_all[picked]
+            yield picked, self.residual_stream(ids_all[picked, : lengths[0]], lengths), lengths
+
+    def _logit_batches(self, encoded: tuple[np.ndarray, np.ndarray], batch_size: int) -> Iterator[tuple]:
+        """As `_batches`, with output logits [b, T, O] for the residual (BOS
+        dropped) and lengths without BOS."""
+        for picked, residual, lengths in self._batches(encoded, batch_size):
+            batch, width, d_model = residual[:, 1:].shape
+            logits = residual[:, 1:].reshape(batch * width, d_model) @ self.unembed
+            yield picked, logits.reshape(batch, width, self.unembed.shape[1]), lengths - 1
+
+    def residuals(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
+        """The final residual stream [len + 1, D] of each input sequence (BOS
+        position first), in the order given."""
+        out: list = []
+        for picked, residual, _ in self._batches(self.encode_padded(seqs), batch_size):
+            out.extend(zip(picked.tolist(), residual))
+        return _in_order(out)
 
     def logits(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
         """Output logits [len, O] for each input sequence, BOS position
-        dropped. Sequences of mixed lengths may be given in one call; a batch
-        of several lengths is padded to its longest and masked."""
-        results: list = []
-        for picked, logits, lengths in self._batches(self.encode_padded(seqs), batch_size):
-            results.extend(zip(picked.tolist(), (row[:n] for row, n in zip(logits, lengths))))
-        return [row for _, row in sorted(results, key=lambda item: item[0])]
+        dropped, in the order given (computed in batches of one length)."""
+        out: list = []
+        for picked, logits, lengths in self._logit_batches(self.encode_padded(seqs), batch_size):
+            out.extend(zip(picked.tolist(), (row[:n] for row, n in zip(logits, lengths))))
+        return _in_order(out)
 
     def output_codes(
         self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096, mark_undefined: bool = False
@@ -503,7 +538,7 @@ class Model:
         scale = self.logit_scale if mark_undefined and not numerical else None
         batches = [
             (picked, output_codes(logits, lengths, numerical, scale), lengths)
-            for picked, logits, lengths in self._batches(encoded, batch_size)
+            for picked, logits, lengths in self._logit_batches(encoded, batch_size)
         ]
         if not batches:
             return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
@@ -609,13 +644,11 @@ class Model:
         gram = np.zeros((self.d_model, self.d_model))
         ids_all, lengths_all = self.encode_padded(probe_inputs(self))
         with _one_blas_thread():
-            for length in np.unique(lengths_all):
-                rows = np.flatnonzero(lengths_all == length)
-                for start in range(0, len(rows), 4096):
-                    picked = rows[start : start + 4096]
-                    for x in self._states(ids_all[picked, :length], lengths_all[picked]):
-                        states = x.astype(np.float64)
-                        gram += states.T @ states
+            for picked in _length_batches(lengths_all, 4096):
+                lengths = lengths_all[picked]
+                for x in self._states(ids_all[picked, : lengths[0]], lengths):
+                    states = x.astype(np.float64)
+                    gram += states.T @ states
         values, vectors = np.linalg.eigh(gram)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]

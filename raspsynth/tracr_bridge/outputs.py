@@ -76,11 +76,17 @@ def codes_equal(want: np.ndarray, have: np.ndarray, numerical: bool) -> np.ndarr
     return want == have
 
 
+def value_key(value: Any) -> tuple:
+    """A token's or output value's identity: equal values collide (1 and
+    1.0), but True stays apart from 1 (the type of a bool is its value)."""
+    return (isinstance(value, bool), value)
+
+
 def translate_codes(codes: np.ndarray, values: tuple, into: tuple) -> np.ndarray:
     """Categorical codes over output `values` re-expressed over `into`
     (`FOREIGN` for a value `into` lacks; True stays apart from 1)."""
-    column = {(isinstance(v, bool), v): i for i, v in enumerate(into)}
-    lookup = np.array([column.get((isinstance(v, bool), v), FOREIGN) for v in values] + [PAST_END, UNDEFINED])
+    column = {value_key(v): i for i, v in enumerate(into)}
+    lookup = np.array([column.get(value_key(v), FOREIGN) for v in values] + [PAST_END, UNDEFINED])
     return lookup[codes]  # PAST_END (-2) and UNDEFINED (-1) index the last two entries
 
 
@@ -99,16 +105,10 @@ def decode_logits(logits: np.ndarray, output_values: tuple | None, logit_scale: 
     """Decoded outputs of one sequence's logits [len, O]: floats for a
     numerical output (`output_values` None), else the argmax's value (ties to
     the first column, as in tracr), None at undefined positions when
-    `logit_scale` is given."""
-    if output_values is None:
-        return logits[:, 0].astype(np.float64).tolist()
-    if not len(logits):
-        return []
-    decoded = [output_values[i] for i in logits.argmax(-1).tolist()]
-    if logit_scale is not None:
-        for i in np.flatnonzero(undefined_positions(logits, logit_scale)).tolist():
-            decoded[i] = None
-    return decoded
+    `logit_scale` is given. `output_codes` and `decode_codes` for one row."""
+    length = np.array([len(logits)])
+    codes = output_codes(logits[None], length, output_values is None, logit_scale)
+    return decode_codes(codes, length, output_values)[0]
 
 
 def values_equal(want: Any, have: Any, numerical: bool = False, bool_as_int: bool = False) -> bool:
