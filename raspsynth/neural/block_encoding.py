@@ -123,7 +123,7 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
         _set(row, "layer", min(component.layer, MAX_LAYERS - 1))
         _operands(row, component, rank)
         if component.kind == "mlp":
-            _mlp_fit(row, model, decompiled, component)
+            _mlp_fit(row, decompiled.model or model, decompiled, component)
         else:
             table = decompiled.tables[name]
             fit = comparison_fit(table.selects, decompiled.values.values)

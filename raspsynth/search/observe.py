@@ -59,7 +59,8 @@ def observed_values(model: Model, decompiled: Decompiled, inputs: Sequence[Seque
     Selects have no residual value and are left out.
     """
     structure, labels = decompiled.structure, decompiled.values
-    residuals = final_residual(model, inputs)
+    # The structure names dimensions of the model it was read from (a recovered basis, perhaps).
+    residuals = final_residual(decompiled.model or model, inputs)
     observed: Observed = {}
     for op_name, component in decompiled.components.items():
         if decompiled.program.op(op_name).kind == "select":

@@ -3,7 +3,9 @@
 In: a `Model`. Out: `Decompiled`: a program (or None when the weights are not
 tracr-structured, with the reason), a confidence per op, and how each op was
 found. It chains the symbolic layer's stages: residual structure ->
-component tables -> value semantics -> ops. Functions are named by the
+component tables -> value semantics -> ops, after basis recovery
+(`symbolic.basis`) when the residual is not tracr's up to a permutation
+(rotated, mixed, compressed). Functions are named by the
 library when one matches their table exactly; otherwise they stay exact
 tables (the expression search can still give them a readable lambda).
 
@@ -24,6 +26,7 @@ from collections.abc import Hashable
 from raspsynth.errors import BudgetSpent, NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.ir import Fn, Op, Program, ProgramError
+from raspsynth.symbolic.basis import recover_basis
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable, component_tables
 from raspsynth.symbolic.residual_structure import Component, Structure, read_structure
 from raspsynth.symbolic.value_semantics import (
@@ -52,6 +55,9 @@ class Decompiled:
     reason: str | None = None
     # op name -> the component (and block) that computes it; a Select maps to its head.
     components: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The model whose residual dimensions `structure` names: the target, or
+    # the target in its recovered basis (`symbolic.basis`) when it was not tracr's.
+    model: Model | None = None
 
     @property
     def recognised(self) -> bool:
@@ -65,7 +71,7 @@ def decompile_structure(
     `solver_timeout_ms` bounds Z3's joint relabelling of values; None skips it.
     At `deadline` (time.monotonic()) the reading stops with no program."""
     try:
-        structure = read_structure(model)
+        model, structure = _read_in_any_basis(model, deadline)
         check_deadline(deadline)
         tables = component_tables(model, structure)
         check_deadline(deadline)
@@ -87,7 +93,21 @@ def decompile_structure(
         tables,
         values,
         components=builder.components,
+        model=model,
     )
+
+
+def _read_in_any_basis(model: Model, deadline: float | None) -> tuple[Model, Structure]:
+    """(the model the structure indexes, its structure): the model itself when
+    its residual is tracr's up to a permutation, else its recovered basis."""
+    try:
+        return model, read_structure(model)
+    except NotTracrStructured as as_given:
+        try:
+            lifted = recover_basis(model, deadline=deadline)
+            return lifted, read_structure(lifted)
+        except NotTracrStructured as lifted_error:
+            raise NotTracrStructured(f"{as_given}; in a recovered basis: {lifted_error}") from None
 
 
 def match_library(rows: dict[tuple, Hashable], numerical: bool) -> Fn | None:

@@ -51,6 +51,20 @@ def attention_score(head: HeadWeights, queries: np.ndarray, keys: np.ndarray) ->
     return (q @ k.T) / np.float32(np.sqrt(q.shape[-1]))
 
 
+def head_writes(head: HeadWeights, x: np.ndarray, causal: bool) -> np.ndarray:
+    """What one head writes [B, T, D] when it runs alone on whole sequences
+    `x` [B, T, D] of one length (BOS first): softmax attention, as the model's
+    forward pass computes it, without the other heads."""
+    q = x @ head.query_w + head.query_b
+    k = x @ head.key_w + head.key_b
+    scores = (q @ k.transpose(0, 2, 1)) / np.sqrt(q.shape[-1])
+    if causal:
+        scores = np.where(np.tril(np.ones(scores.shape[1:], dtype=bool)), scores, -np.inf)
+    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights = scores / scores.sum(axis=-1, keepdims=True)
+    return (weights @ (x @ head.value_w + head.value_b)) @ head.output_w
+
+
 def value_response(head: HeadWeights, x: np.ndarray) -> np.ndarray:
     """What the head writes for residual vectors `x` when it attends to them alone."""
     return (x @ head.value_w + head.value_b) @ head.output_w

@@ -506,6 +506,21 @@ class Model:
             logits = residual[:, 1:].reshape(batch * width, d_model) @ self.unembed
             yield picked, logits.reshape(batch, width, self.unembed.shape[1]), lengths - 1
 
+    def visited_states(
+        self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The residual before every sublayer and after the last, per batch of
+        inputs of one length: (token ids [b, T], states [2 * num_layers + 1,
+        b, T, D]), BOS position first. States 2l are layer l's attention
+        input, 2l + 1 its MLP input."""
+        ids_all, lengths_all = self.encode_padded(seqs)
+        with _one_blas_thread():
+            for picked in _length_batches(lengths_all, batch_size):
+                lengths = lengths_all[picked]
+                ids = ids_all[picked, : lengths[0]]
+                states = [x.copy() for x in self._states(ids, lengths)]
+                yield ids, np.stack(states).reshape(len(states), *ids.shape, self.d_model)
+
     def residuals(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
         """The final residual stream [len + 1, D] of each input sequence (BOS
         position first), in the order given."""

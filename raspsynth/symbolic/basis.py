@@ -1,0 +1,384 @@
+"""Basis recovery: a model whose residual is in any basis, re-expressed in tracr's.
+
+In: a `Model` whose residual stream was rotated, mixed by any invertible
+map, or projected onto the span of the states it visits (lossless
+compression). Out: a `Model` that computes the same thing on those states,
+with one residual dimension per value of every SOp, plus `one`, the tokens
+and the indices, laid out as tracr lays them out up to order (and up to the
+scale of numerical SOps), for `residual_structure` to read. Raises
+`NotTracrStructured` where the writes do not decompose as tracr's do.
+
+How:
+- Every value of every SOp is a direction: the vector written when the SOp
+  holds that value. Token embedding rows are `one` plus the token's direction,
+  and the tokens sum to `one` at every position, which fixes both. Position
+  embedding rows are the indices.
+- A head's directions are the images, through its OV circuit, of the
+  directions it reads as values (one per value, so blends never matter).
+- An MLP layer's hidden units split into groups that write independent
+  subspaces: the components of the linear matroid of their output rows,
+  taken modulo everything written before. A group's distinct nonzero outputs
+  on the probe inputs are its values' directions; when they are all
+  multiples of one vector, the group is one numerical SOp.
+- Writes are re-expressed on the writer's own directions, exactly or not at
+  all. Reads are the read maps applied to every direction written so far.
+- Gauge: the lifted states obey linear relations (the tokens sum to `one`; a
+  categorical SOp's values sum to `one` except at BOS), so a read is fixed
+  only up to shifts along them, and a projection loses the shift altogether.
+  Each read is shifted to make as many of its rows zero as it can: tracr
+  reads only what it uses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raspsynth.errors import NotTracrStructured, check_deadline
+from raspsynth.symbolic.probing import head_writes
+from raspsynth.tracr_bridge.model import HeadWeights, LayerWeights, Model
+from raspsynth.tracr_bridge.probes import probe_inputs
+
+# Probe inputs whose states show each writer's values, at most.
+BASIS_PROBES = 1500
+# Relative size below which a computed read, write or residual is zero:
+# float32 weights through a change of basis carry rounding near 1e-7 of
+# their scale, tracr's smallest weights are far above 1e-3 of it.
+ZERO = 1e-5
+# Gauge candidates scored at once (bounds memory on wide blocks).
+_CANDIDATE_CHUNK = 16
+
+
+def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) -> Model:
+    """`model` re-expressed with one residual dimension per SOp value (see the
+    module docstring); raises NotTracrStructured when that fails. Exact on the
+    states the model visits on its probe inputs; verification decides the rest."""
+    seqs = probe_inputs(model, exhaustive_bound=BASIS_PROBES, n_random=BASIS_PROBES, seed=seed)
+    for index, layer in enumerate(model.layers):
+        if max(np.abs(layer.attn_output_b).max(initial=0.0), np.abs(layer.mlp_out_b).max(initial=0.0)) > 0:
+            raise NotTracrStructured(f"layer {index} has output biases, which tracr never compiles")
+    lifting = _Lifting(model, list(model.visited_states(seqs)))
+    for index, layer in enumerate(model.layers):
+        check_deadline(deadline)
+        lifting.lift_attention(index, layer)
+        lifting.lift_mlp(index, layer)
+    return lifting.lifted_model()
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    return np.sqrt((rows * rows).sum(axis=-1))
+
+
+def _distinct_rows(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(representatives, index of each row's representative): rows within
+    `tol` of each other are one (greedy, in order)."""
+    reps: list[np.ndarray] = []
+    which = np.empty(len(rows), dtype=np.int64)
+    keys = np.round(rows / tol).astype(np.int64) if len(rows) else rows
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    for k in first:  # rounding can split a cluster at a grid line: merge by distance
+        near = [i for i, r in enumerate(reps) if np.abs(r - rows[k]).max() <= 4 * tol]
+        reps.append(rows[k]) if not near else None
+    reps_array = np.array(reps).reshape(len(reps), rows.shape[1])
+    for j, k in enumerate(first):
+        which[inverse.ravel() == j] = int(np.abs(reps_array - rows[k]).max(axis=1).argmin())
+    return reps_array, which
+
+
+def _unreached_value(rows: np.ndarray, reached: np.ndarray) -> np.ndarray:
+    """The direction of a value no probe reached, from the unit rows that
+    write it: a row itself (a categorical Map's unit) or a row plus or minus
+    a known value (tracr's discretising units write differences of
+    neighbouring values). Value directions are alike in length (exactly so
+    under a rotation): the candidate closest to the known ones' is taken."""
+    candidates = [r + sign * k for r in rows for k in reached for sign in (1.0, -1.0)] + list(rows)
+    typical = np.median(_norms(reached)) if len(reached) else np.median(_norms(rows))
+    return min(candidates, key=lambda c: abs(np.log(max(_norms(c), 1e-300) / typical)))
+
+
+def _matroid_components(rows: np.ndarray, tol: float) -> list[list[int]]:
+    """Groups of rows that are linearly connected: the components of their
+    linear matroid, from each dependent row's fundamental circuit over a
+    greedy basis. Rows of norm below `tol` are left out."""
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    basis: list[int] = []
+    live = [i for i in range(len(rows)) if _norms(rows[i]) > tol]
+    for i in live:
+        if basis:
+            b = rows[basis].T
+            coef, *_ = np.linalg.lstsq(b, rows[i], rcond=None)
+            if _norms(b @ coef - rows[i]) <= tol:
+                for j, c in zip(basis, coef):
+                    if abs(c) > ZERO:
+                        parent[find(j)] = find(i)
+                continue
+        basis.append(i)
+    groups: dict[int, list[int]] = {}
+    for i in live:
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+class _Lifting:
+    """The directions found so far, each with its value at every visited
+    position, the linear relations those values obey, and the lifted weights."""
+
+    def __init__(self, model: Model, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.model = model
+        self.batches = batches
+        self.dirs: list[np.ndarray] = []
+        self.codes: list[np.ndarray] = []
+        self.relations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        self.layers: list[dict] = []
+        ids = np.concatenate([i.reshape(-1) for i, _ in batches]) if batches else np.zeros(0, np.int64)
+        positions = np.concatenate([np.tile(np.arange(i.shape[1]), i.shape[0]) for i, _ in batches])
+        self.not_bos = positions != 0
+        self._lift_embeddings(ids, positions)
+
+    # -- bookkeeping ----------------------------------------------------------
+    def _add(self, direction: np.ndarray, code: np.ndarray) -> int:
+        self.dirs.append(np.asarray(direction, dtype=np.float64))
+        self.codes.append(np.asarray(code, dtype=np.float64))
+        return len(self.dirs) - 1
+
+    def _states(self, stage: int) -> np.ndarray:
+        """The residual before sublayer `stage`, one row per visited position."""
+        return np.concatenate([s[stage].reshape(-1, s.shape[-1]) for _, s in self.batches]).astype(np.float64)
+
+    def _relate(self, group: list[int]) -> None:
+        """Record how a categorical group's values sum, if they sum to `one`
+        (everywhere, or everywhere but BOS)."""
+        total = np.sum([self.codes[d] for d in group], axis=0)
+        one, bos = self.codes[self.one], self.codes[self.bos]
+        if np.abs(total + bos - one).max() <= ZERO:
+            relation = (tuple(group) + (self.bos,), (self.one,))
+        elif np.abs(total - one).max() <= ZERO:
+            relation = (tuple(group), (self.one,))
+        else:
+            return
+        # Only where the directions obey it too is a read free along it: in a
+        # full-rank basis every read of a categorical value is already tracr's.
+        plus, minus = (np.sum([self.dirs[d] for d in side], axis=0) for side in relation)
+        if _norms(plus - minus) <= ZERO * max(_norms(plus), _norms(minus)):
+            self.relations.append(relation)
+
+    def _lift_embeddings(self, ids: np.ndarray, positions: np.ndarray) -> None:
+        model, spec = self.model, self.model.spec
+        tok = model.token_embed.astype(np.float64)
+        pos = model.pos_embed.astype(np.float64)
+        scale = max(np.abs(tok).max(initial=0.0), np.abs(pos).max(initial=0.0), 1e-30)
+        if _norms(pos[0]) > ZERO * scale:
+            raise NotTracrStructured("the BOS position has a position embedding, which tracr never writes")
+        pad = spec.input_vocab.index(spec.pad)
+        live = [t for t in range(len(spec.input_vocab)) if t != pad]
+        # Every live token row is one + its token, and the tokens sum to one.
+        one_dir = tok[live].sum(axis=0) / (len(live) + 1)
+        self.one = self._add(one_dir, np.ones(len(ids)))
+        self.tokens = [self._add(tok[t] - one_dir, ids == t) for t in range(len(tok))]
+        self.bos = self.tokens[spec.input_vocab.index(spec.bos)]
+        self.pad = self.tokens[pad]
+        self.indices = [self._add(pos[i], positions == i) for i in range(1, len(pos))]
+        self._relate([self.tokens[t] for t in live])
+        self._relate(self.indices)
+
+    # -- reads ----------------------------------------------------------------
+    def reads(self, weights: np.ndarray) -> np.ndarray:
+        """`weights` [D, K] read from every direction so far [n, K], shifted
+        along the relations to as many zero rows as possible."""
+        reads = np.stack(self.dirs) @ weights.astype(np.float64)
+        reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
+        tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        for _ in range(2):
+            for plus, minus in self.relations:
+                rows = list(plus) + list(minus)
+                sign = np.r_[-np.ones(len(plus)), np.ones(len(minus))][:, None]
+                block = reads[rows]
+                candidates = np.unique(np.vstack([np.zeros((1, reads.shape[1])), -sign * block]), axis=0)
+                # Keep m = 0 first, so that a tie leaves the read as it is.
+                zero_first = np.argsort(np.abs(candidates).max(axis=1) > tol, kind="stable")
+                candidates = candidates[zero_first]
+                best, best_key = None, None
+                for start in range(0, len(candidates), _CANDIDATE_CHUNK):
+                    chunk = candidates[start : start + _CANDIDATE_CHUNK]
+                    after = block[None] + sign[None] * chunk[:, None, :]
+                    big = np.abs(after) > tol
+                    zero_rows = (~big.any(axis=2)).sum(axis=1)
+                    entries, sizes = big.sum(axis=(1, 2)), np.abs(after).sum(axis=(1, 2))
+                    for j in range(len(chunk)):
+                        key = (-int(zero_rows[j]), int(entries[j]), round(float(sizes[j]) / tol))
+                        if best_key is None or key < best_key:
+                            best, best_key = after[j], key
+                reads[rows] = best
+        return reads
+
+    # -- writers --------------------------------------------------------------
+    def _on_directions(self, rows: np.ndarray, group: list[int], where: str) -> np.ndarray:
+        """Coefficients of `rows` [R, D] on the group's directions; raises if
+        they leave the group's span."""
+        basis = np.stack([self.dirs[d] for d in group])
+        coef = rows @ np.linalg.pinv(basis)
+        scale = max(np.abs(rows).max(initial=0.0), 1e-30)
+        if np.abs(coef @ basis - rows).max(initial=0.0) > 10 * ZERO * scale:
+            raise NotTracrStructured(f"{where} writes outside the directions of its values")
+        return coef
+
+    def lift_attention(self, index: int, layer: LayerWeights) -> None:
+        # Heads read what was written before the layer, never each other's outputs.
+        heads = [
+            {
+                "head": h,
+                "query": self.reads(h.query_w),
+                "key": self.reads(h.key_w),
+                "value": self.reads(h.value_w),
+            }
+            for h in layer.heads
+        ]
+        states = [s[2 * index] for _, s in self.batches]
+        for h, entry in enumerate(heads):
+            head: HeadWeights = entry["head"]
+            output_w = head.output_w.astype(np.float64)
+            images = entry["value"] @ output_w  # what each direction read as a value writes
+            scale = np.abs(images).max(initial=0.0)
+            entry["dims"], entry["out"] = [], np.zeros((len(output_w), 0))
+            if scale == 0:
+                continue
+            read = images[_norms(images) > ZERO * scale * np.sqrt(images.shape[1])]
+            group = [self._add(image, np.zeros(0)) for image in _distinct_rows(read, ZERO * scale)[0]]
+            written = np.concatenate(
+                [
+                    head_writes(head, x.astype(np.float64), self.model.spec.causal).reshape(-1, x.shape[-1])
+                    for x in states
+                ]
+            )
+            codes = self._on_directions(written, group, f"L{index}.head{h}")
+            for k, d in enumerate(group):
+                self.codes[d] = codes[:, k]
+            entry["dims"] = group
+            # Exact on every output the head can reach: those are the images.
+            entry["out"] = output_w @ np.linalg.pinv(np.stack([self.dirs[d] for d in group]))
+        for entry in heads:
+            if entry["dims"]:
+                self._relate(entry["dims"])
+        self.layers.append({"heads": heads})
+
+    def lift_mlp(self, index: int, layer: LayerWeights) -> None:
+        where = f"MLP {index}"
+        entry = self.layers[-1]
+        entry["mlp_in"] = self.reads(layer.mlp_in_w)
+        out_w = layer.mlp_out_w.astype(np.float64)
+        entry["mlp_out"] = out = {}
+        scale = np.abs(out_w).max(initial=0.0)
+        if scale == 0:
+            return
+        x = self._states(2 * index + 1)
+        hidden = np.maximum(x @ layer.mlp_in_w.astype(np.float64) + layer.mlp_in_b, 0.0)
+        known = list(range(len(self.dirs)))
+        _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
+        span = vt[s > ZERO * s.max()]
+        beyond = out_w - (out_w @ span.T) @ span
+        tol = ZERO * scale * np.sqrt(out_w.shape[1])
+        inside = [u for u in range(len(out_w)) if _norms(out_w[u]) > tol and _norms(beyond[u]) <= tol]
+        groups = _matroid_components(beyond, tol)
+        groups += [[inside[i] for i in g] for g in _matroid_components(out_w[inside], tol)] if inside else []
+        for units in groups:
+            written = hidden[:, units] @ out_w[units]
+            # Values are what non-BOS positions hold; at BOS tracr only clears.
+            shown = written[self.not_bos]
+            wscale = max(np.abs(shown).max(initial=0.0), scale)
+            fired = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
+            reps = _distinct_rows(fired, ZERO * wscale)[0] if len(fired) else np.zeros((0, out_w.shape[1]))
+            if len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1:
+                # All multiples of one vector: a numerical SOp, its largest value positive.
+                top = reps[_norms(reps).argmax()]
+                reps = top[None] / _norms(top)
+            directions = list(reps)
+            while True:  # values no probe reached, the likeliest first
+                basis = np.array(self.dirs + directions)
+                rows = out_w[units]
+                missing = rows[_norms(rows - rows @ np.linalg.pinv(basis) @ basis) > tol]
+                if not len(missing):
+                    break
+                directions.append(_unreached_value(missing, np.array(directions)))
+            group = [self._add(d, np.zeros(len(self.not_bos))) for d in directions]
+            coef = self._on_directions(out_w[units], known + group, where)
+            out[tuple(units)] = (known + group, coef)
+            codes = hidden[:, units] @ coef
+            for k, d in enumerate(known + group):
+                self.codes[d] = self.codes[d] + codes[:, k]
+            if len(group) > 1 or len(reps) == 1:
+                self._relate(group)
+        self._check_relations()
+
+    def _check_relations(self) -> None:
+        """Forget relations a write into known dimensions broke."""
+        codes = np.stack(self.codes)
+        self.relations = [
+            (plus, minus)
+            for plus, minus in self.relations
+            if np.abs(codes[list(plus)].sum(axis=0) - codes[list(minus)].sum(axis=0)).max() <= ZERO
+        ]
+
+    # -- the lifted model -----------------------------------------------------
+    def lifted_model(self) -> Model:
+        model, n = self.model, len(self.dirs)
+
+        def padded(reads: np.ndarray) -> np.ndarray:
+            full = np.zeros((n, reads.shape[1]))
+            full[: len(reads)] = reads
+            return _clean(full)
+
+        def written(width: int, parts) -> np.ndarray:
+            full = np.zeros((width, n))
+            for rows, group, coef in parts:
+                full[np.ix_(rows, group)] = coef
+            return _clean(full)
+
+        layers = []
+        for original, entry in zip(model.layers, self.layers):
+            heads = []
+            for e in entry["heads"]:
+                head: HeadWeights = e["head"]
+                k = head.output_w.shape[0]
+                heads.append(
+                    HeadWeights(
+                        padded(e["query"]),
+                        head.query_b,
+                        padded(e["key"]),
+                        head.key_b,
+                        padded(e["value"]),
+                        head.value_b,
+                        written(k, [(list(range(k)), e["dims"], e["out"])] if e["dims"] else []),
+                    )
+                )
+            parts = [(list(units), group, coef) for units, (group, coef) in entry["mlp_out"].items()]
+            layers.append(
+                LayerWeights(
+                    tuple(heads),
+                    np.zeros(n),
+                    padded(entry["mlp_in"]),
+                    original.mlp_in_b,
+                    written(original.mlp_out_w.shape[0], parts),
+                    np.zeros(n),
+                )
+            )
+        spec = model.spec
+        token_embed = np.zeros((len(spec.input_vocab), n))
+        token_embed[:, self.one] = 1.0
+        token_embed[np.arange(len(self.tokens)), self.tokens] = 1.0
+        pos_embed = np.zeros((spec.max_seq_len + 1, n))
+        pos_embed[np.arange(1, spec.max_seq_len + 1), self.indices] = 1.0
+        return Model(token_embed, pos_embed, tuple(layers), padded(self.reads(model.unembed)), spec)
+
+
+def _clean(weights: np.ndarray) -> np.ndarray:
+    """Entries below ZERO of the largest set to exactly zero (rounding left
+    by the change of basis), so the reader sees tracr's sparsity."""
+    out = weights.copy()
+    out[np.abs(out) <= ZERO * max(np.abs(out).max(initial=0.0), 1e-30)] = 0.0
+    return out
