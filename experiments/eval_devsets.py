@@ -10,6 +10,13 @@ miss with its status.
 Measurement only: nothing is tuned or selected on these sets.
 
     python experiments/eval_devsets.py [--budget 30] [--sets interpbench peer] [--jobs 1] [--resume]
+        [--residual as-compiled|rotated|mixed|lossless]
+
+--residual changes each model's residual basis first (seeded by its position
+in the set): a random rotation, a random invertible non-orthogonal map, or
+the lossless projection onto its visited states (`Model.compressed`). The
+transformed models are written under the results folder and synthesized from
+there, like any file.
 
 Each run starts afresh; --resume continues an interrupted one.
 
@@ -25,11 +32,34 @@ from pathlib import Path
 
 import numpy as np
 
+from raspsynth import load_model
 from raspsynth.batch import synthesize_many
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "experiments" / "results"
 CERTIFICATES = ("isomorphic", "exhaustive", "sampled", "none")
+RESIDUALS = ("as-compiled", "rotated", "mixed", "lossless")
+
+
+def in_residual(models: list[str], residual: str, folder: Path) -> list[str]:
+    """`models` with their residual basis changed (see the module docstring),
+    saved in `folder`; the files themselves for "as-compiled"."""
+    if residual == "as-compiled":
+        return models
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for seed, path in enumerate(models):
+        model = load_model(path)
+        if residual == "rotated":
+            model = model.rotated(seed)
+        elif residual == "mixed":
+            model = model.mixed(seed)
+        else:
+            model = model.compressed("lossless", seed=seed)
+        target = folder / Path(path).name
+        model.save(target)
+        out.append(str(target))
+    return out
 
 
 def summarise(rows: list[dict], budget: float) -> dict:
@@ -61,20 +91,24 @@ def main() -> None:
     parser.add_argument("--devsets", default=str(REPO.parent / "shared" / "devsets"))
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--resume", action="store_true", help="continue the rows of an interrupted run")
+    parser.add_argument("--residual", default="as-compiled", choices=RESIDUALS)
     args = parser.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"budget_s": args.budget, "mode": args.mode, "sets": {}}
+    summary = {"budget_s": args.budget, "mode": args.mode, "residual": args.residual, "sets": {}}
     for name in args.sets:
         models = sorted(str(p) for p in (Path(args.devsets) / name).glob("*.npz"))
-        rows_path = out / f"eval_devsets_{name}_{args.mode}_{args.budget:g}s.jsonl"
+        models = in_residual(models, args.residual, out / f"devsets_{args.residual}" / name)
+        suffix = "" if args.residual == "as-compiled" else f"_{args.residual}"
+        rows_path = out / f"eval_devsets_{name}_{args.mode}_{args.budget:g}s{suffix}.jsonl"
         if not args.resume:
             rows_path.unlink(missing_ok=True)  # rows of an earlier run were made by earlier code
         rows = synthesize_many(models, rows_path, jobs=args.jobs, mode=args.mode, budget_s=args.budget)
         summary["sets"][name] = summarise(rows, args.budget)
-    (out / "eval_devsets.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"budget {args.budget:g} s, mode {args.mode}")
+    suffix = "" if args.residual == "as-compiled" else f"_{args.residual}"
+    (out / f"eval_devsets{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"budget {args.budget:g} s, mode {args.mode}, residual {args.residual}")
     columns = ["set", "verified", *CERTIFICATES, "median s", "p95 s", "worst elapsed/budget"]
     print("| " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|---|---|")

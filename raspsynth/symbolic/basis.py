@@ -327,16 +327,24 @@ class _Lifting:
     # -- the lifted model -----------------------------------------------------
     def lifted_model(self) -> Model:
         model, n = self.model, len(self.dirs)
+        unembed = self.reads(model.unembed)
+        # A numerical direction's scale and sign are a free choice, except that
+        # tracr unembeds a numerical output with weight 1: rescale it so.
+        scale = np.ones(n)
+        if model.spec.numerical:
+            read = np.flatnonzero(np.abs(unembed[:, 0]) > ZERO * np.abs(unembed).max(initial=1e-30))
+            if len(read) == 1 and read[0] not in (self.one, *self.tokens, *self.indices):
+                scale[read[0]] = unembed[read[0], 0]
 
         def padded(reads: np.ndarray) -> np.ndarray:
             full = np.zeros((n, reads.shape[1]))
-            full[: len(reads)] = reads
+            full[: len(reads)] = reads * scale[: len(reads), None]
             return _clean(full)
 
         def written(width: int, parts) -> np.ndarray:
             full = np.zeros((width, n))
             for rows, group, coef in parts:
-                full[np.ix_(rows, group)] = coef
+                full[np.ix_(rows, group)] = coef / scale[group]
             return _clean(full)
 
         layers = []
@@ -373,7 +381,7 @@ class _Lifting:
         token_embed[np.arange(len(self.tokens)), self.tokens] = 1.0
         pos_embed = np.zeros((spec.max_seq_len + 1, n))
         pos_embed[np.arange(1, spec.max_seq_len + 1), self.indices] = 1.0
-        return Model(token_embed, pos_embed, tuple(layers), padded(self.reads(model.unembed)), spec)
+        return Model(token_embed, pos_embed, tuple(layers), padded(unembed), spec)
 
 
 def _clean(weights: np.ndarray) -> np.ndarray:

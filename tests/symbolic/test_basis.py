@@ -1,0 +1,83 @@
+"""Basis recovery on rotated and mixed residuals, checked against the reading of
+the same model axis-aligned (itself checked against tracr's labels) and against
+the model's outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+import raspsynth
+from raspsynth.symbolic.basis import recover_basis
+from raspsynth.symbolic.decompile import decompile_structure
+from raspsynth.symbolic.residual_structure import read_structure
+from raspsynth.tracr_bridge import compile_program
+from raspsynth.tracr_bridge.lib_programs import lib_programs
+from raspsynth.tracr_bridge.outputs import values_equal
+from raspsynth.tracr_bridge.probes import probe_inputs
+
+LIB = lib_programs()
+# make_shuffle_dyck is not recovered yet (an MLP reads four blocks after lifting).
+RECOVERED = sorted(set(LIB) - {"make_shuffle_dyck"})
+# Where the mixed (non-orthogonal) basis still fails: a width no probe reaches
+# is guessed by length, and a numerical scale is off.
+MIXED_RECOVERED = ["make_frac_prevs", "make_hist", "make_length", "make_sort_freq", "make_sort_unique"]
+
+
+def _compiled(name):
+    entry = LIB[name]
+    return entry, compile_program(entry.build(), entry.vocab, entry.max_seq_len)
+
+
+def _change(model, kind: str, seed: int):
+    return model.rotated(seed) if kind == "rotated" else model.mixed(seed)
+
+
+def _shape(structure) -> tuple:
+    """What a reading says, whatever the dimensions are called: each block's
+    encoding and size, and each component's kind and input blocks' sizes."""
+    size = {b.name: len(b.dims) for b in structure.blocks}
+    blocks = sorted((b.encoding, len(b.dims)) for b in structure.blocks)
+    components = sorted(
+        (c.kind, c.layer, tuple(sorted(size.get(i, 0) for i in c.inputs if i))) for c in structure.components
+    )
+    return blocks, components
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+@pytest.mark.parametrize("name", RECOVERED)
+def test_recovered_blocks_match_the_axis_aligned_reading(name, kind):
+    """The reading of the permuted model is checked against tracr's own labels
+    and wiring in test_residual_structure; the lifted model must read the same."""
+    if kind == "mixed" and name not in MIXED_RECOVERED:
+        pytest.skip("not recovered in a mixed basis yet")
+    _, model = _compiled(name)
+    lifted = recover_basis(_change(model, kind, seed=7))
+    assert lifted.d_model == model.d_model  # one dimension per SOp value, as tracr's
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+
+
+# make_sort_unique's lifted model differs from it on a few probes (verification,
+# against the target itself, still passes): see the issue 16 note.
+@pytest.mark.parametrize("name", ["make_hist", "make_frac_prevs", "make_length"])
+def test_the_lifted_model_keeps_outputs(name):
+    _, model = _compiled(name)
+    lifted = recover_basis(model.rotated(3))
+    seqs = probe_inputs(model)
+    numerical = model.spec.numerical
+    for want, got in zip(model.run(seqs), lifted.run(seqs)):
+        assert all(values_equal(a, b, numerical=numerical) for a, b in zip(want, got))
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+@pytest.mark.parametrize("name", ["make_hist", "make_length", "make_frac_prevs", "make_sort_unique"])
+def test_synthesis_verifies_in_another_basis(name, kind):
+    _, model = _compiled(name)
+    res = raspsynth.synthesize(_change(model, kind, seed=5), mode="search", budget_s=30, seed=0)
+    assert res.verified and res.certificate == "exhaustive"
+    assert res.report["recognised"]  # read from the weights, not enumerated
+
+
+def test_a_permuted_model_is_read_as_it_is():
+    _, model = _compiled("make_hist")
+    permuted = model.permuted(2)
+    assert decompile_structure(permuted).model is permuted
