@@ -78,8 +78,11 @@ def test_predictions_do_not_change_when_the_residual_is_permuted():
 def test_weights_without_tracr_structure_give_no_reading_and_no_sketches():
     model = compile_program(lib_programs()["make_hist"].build(), set(range(5)), 5)
     assert encode_blocks(model) is not None
-    assert encode_blocks(model.rotated(0)) is None
-    assert beam_search(MetaModel(TINY), model.rotated(0)) == []
+    assert encode_blocks(model.rotated(0)) is not None  # read in its recovered basis
+    # Compressed below the span of its visited states: no reading is left.
+    lossy = model.compressed("lossless", dim=model.compressed("lossless").d_model - 4)
+    assert encode_blocks(lossy) is None
+    assert beam_search(MetaModel(TINY), lossy) == []
 
 
 def test_1000_grammar_masked_decodes_are_all_valid_programs():
