@@ -41,3 +41,20 @@ def crashing_worker(path: str, mode: str, budget_s: float, seed: int) -> dict:
     if Path(path).name.startswith("hang"):
         time.sleep(600)
     return synthesize_file(path, mode, budget_s, seed)
+
+
+def unreadable(model, seed: int = 0):
+    """`model` rotated, plus a constant bias written into an extra residual
+    dimension nothing reads: the same outputs, but tracr's layout in no basis
+    (tracr compiles no biases), so only enumeration can recover it."""
+    import dataclasses
+
+    import numpy as np
+
+    turned = model.rotated(seed)
+    forward = np.eye(turned.d_model, turned.d_model + 1)
+    wide = turned.in_basis(forward, forward.T)
+    bias = np.zeros(wide.d_model)
+    bias[-1] = 1.0
+    layers = (dataclasses.replace(wide.layers[0], mlp_out_b=bias), *wide.layers[1:])
+    return dataclasses.replace(wide, layers=layers)

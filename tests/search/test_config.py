@@ -16,6 +16,7 @@ from raspsynth.search.config import ConfigError, SearchConfig, load_config, read
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
+from tests.helpers import unreadable
 
 LIB = lib_programs()
 
@@ -120,7 +121,7 @@ def test_without_repair_a_wrong_reading_stays_wrong(monkeypatch):
 
 def test_strategy_neural_first_tries_the_sketches_before_enumeration():
     entry = LIB["make_length"]
-    model = compile_program(entry.build(), entry.vocab, entry.max_seq_len).rotated(seed=1)
+    model = unreadable(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=1)
     began = time.monotonic()
     config = SearchConfig(strategy="neural-first", first_share=0.3)
     result = synthesize(model, mode="hybrid", budget_s=20, config=config)

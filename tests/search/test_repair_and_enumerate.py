@@ -15,7 +15,7 @@ from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs
+from tests.helpers import random_programs, unreadable
 
 LIB = lib_programs()
 
@@ -81,7 +81,7 @@ def test_linear_coefficients_are_solved_as_integers():
 def test_rotated_weights_fall_back_to_enumeration():
     for name, comparison in (("make_length", "TRUE"), ("make_hist", "EQ")):
         entry = LIB[name]
-        model = compile_program(entry.build(), entry.vocab, entry.max_seq_len).rotated(seed=1)
+        model = unreadable(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=1)
         result = synthesize(model, budget_s=60)
         assert result.verified
         assert result.report["recognised"] is False
@@ -93,7 +93,7 @@ def test_rotated_weights_fall_back_to_enumeration():
 
 def test_unreadable_weights_without_a_small_program_end_unverified_in_budget():
     entry = LIB["make_sort_freq"]  # needs more ops than enumeration reaches in 3 s
-    model = compile_program(entry.build(), entry.vocab, entry.max_seq_len).rotated(seed=2)
+    model = unreadable(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
     began = time.monotonic()
     result = synthesize(model, mode="search", budget_s=3)
     assert time.monotonic() - began < 6

@@ -12,7 +12,7 @@ from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs
+from tests.helpers import random_programs, unreadable
 from tests.symbolic.test_residual_structure import _random_model
 
 LIB = lib_programs()
@@ -61,7 +61,7 @@ def test_hand_checked_programs_read_back_as_written():
 def test_not_tracr_structured_weights_give_a_result_not_an_exception():
     random_model = _random_model(np.random.default_rng(3))
     entry = LIB["make_length"]
-    turned = compile_program(entry.build(), entry.vocab, entry.max_seq_len).rotated(seed=2)
+    turned = unreadable(compile_program(entry.build(), entry.vocab, entry.max_seq_len), seed=2)
     for model in (random_model, turned):
         decompiled = decompile_structure(model)
         assert not decompiled.recognised
