@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from raspsynth.program.sampler import SamplerConfig, sample_program
@@ -47,10 +49,6 @@ def unreadable(model, seed: int = 0):
     """`model` rotated, plus a constant bias written into an extra residual
     dimension nothing reads: the same outputs, but tracr's layout in no basis
     (tracr compiles no biases), so only enumeration can recover it."""
-    import dataclasses
-
-    import numpy as np
-
     turned = model.rotated(seed)
     forward = np.eye(turned.d_model, turned.d_model + 1)
     wide = turned.in_basis(forward, forward.T)

@@ -35,6 +35,7 @@ import numpy as np
 
 from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.symbolic.probing import head_writes
+from raspsynth.symbolic.residual_structure import check_biases
 from raspsynth.tracr_bridge.model import HeadWeights, LayerWeights, Model
 from raspsynth.tracr_bridge.probes import probe_inputs
 
@@ -52,10 +53,8 @@ def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) ->
     """`model` re-expressed with one residual dimension per SOp value (see the
     module docstring); raises NotTracrStructured when that fails. Exact on the
     states the model visits on its probe inputs; verification decides the rest."""
+    check_biases(model)  # a change of basis keeps tracr's biases zero
     seqs = probe_inputs(model, exhaustive_bound=BASIS_PROBES, n_random=BASIS_PROBES, seed=seed)
-    for index, layer in enumerate(model.layers):
-        if max(np.abs(layer.attn_output_b).max(initial=0.0), np.abs(layer.mlp_out_b).max(initial=0.0)) > 0:
-            raise NotTracrStructured(f"layer {index} has output biases, which tracr never compiles")
     lifting = _Lifting(model, list(model.visited_states(seqs)))
     for index, layer in enumerate(model.layers):
         check_deadline(deadline)
@@ -68,20 +67,15 @@ def _norms(rows: np.ndarray) -> np.ndarray:
     return np.sqrt((rows * rows).sum(axis=-1))
 
 
-def _distinct_rows(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """(representatives, index of each row's representative): rows within
-    `tol` of each other are one (greedy, in order)."""
+def _distinct_rows(rows: np.ndarray, tol: float) -> np.ndarray:
+    """One representative of each cluster of rows within `tol` of each other."""
+    keys = np.round(rows / tol).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
     reps: list[np.ndarray] = []
-    which = np.empty(len(rows), dtype=np.int64)
-    keys = np.round(rows / tol).astype(np.int64) if len(rows) else rows
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     for k in first:  # rounding can split a cluster at a grid line: merge by distance
-        near = [i for i, r in enumerate(reps) if np.abs(r - rows[k]).max() <= 4 * tol]
-        reps.append(rows[k]) if not near else None
-    reps_array = np.array(reps).reshape(len(reps), rows.shape[1])
-    for j, k in enumerate(first):
-        which[inverse.ravel() == j] = int(np.abs(reps_array - rows[k]).max(axis=1).argmin())
-    return reps_array, which
+        if not any(np.abs(r - rows[k]).max() <= 4 * tol for r in reps):
+            reps.append(rows[k])
+    return np.array(reps).reshape(len(reps), rows.shape[1])
 
 
 def _unreached_value(rows: np.ndarray, reached: np.ndarray) -> np.ndarray:
@@ -136,7 +130,7 @@ class _Lifting:
         self.codes: list[np.ndarray] = []
         self.relations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         self.layers: list[dict] = []
-        ids = np.concatenate([i.reshape(-1) for i, _ in batches]) if batches else np.zeros(0, np.int64)
+        ids = np.concatenate([i.reshape(-1) for i, _ in batches])
         positions = np.concatenate([np.tile(np.arange(i.shape[1]), i.shape[0]) for i, _ in batches])
         self.not_bos = positions != 0
         self._lift_embeddings(ids, positions)
@@ -249,7 +243,7 @@ class _Lifting:
             if scale == 0:
                 continue
             read = images[_norms(images) > ZERO * scale * np.sqrt(images.shape[1])]
-            group = [self._add(image, np.zeros(0)) for image in _distinct_rows(read, ZERO * scale)[0]]
+            group = [self._add(image, np.zeros(0)) for image in _distinct_rows(read, ZERO * scale)]
             written = np.concatenate(
                 [
                     head_writes(head, x.astype(np.float64), self.model.spec.causal).reshape(-1, x.shape[-1])
@@ -292,7 +286,7 @@ class _Lifting:
             shown = written[self.not_bos]
             wscale = max(np.abs(shown).max(initial=0.0), scale)
             fired = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
-            reps = _distinct_rows(fired, ZERO * wscale)[0] if len(fired) else np.zeros((0, out_w.shape[1]))
+            reps = _distinct_rows(fired, ZERO * wscale)
             if len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1:
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 top = reps[_norms(reps).argmax()]
@@ -311,8 +305,7 @@ class _Lifting:
             codes = hidden[:, units] @ coef
             for k, d in enumerate(known + group):
                 self.codes[d] = self.codes[d] + codes[:, k]
-            if len(group) > 1 or len(reps) == 1:
-                self._relate(group)
+            self._relate(group)
         self._check_relations()
 
     def _check_relations(self) -> None:

@@ -45,19 +45,18 @@ def mlp_response(layer: LayerWeights, x: np.ndarray) -> np.ndarray:
 
 
 def attention_score(head: HeadWeights, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Pre-softmax scores [Nq, Nk] between query and key residual vectors."""
+    """Pre-softmax scores [..., Nq, Nk] between query and key residual vectors
+    [..., N, D] (a batch of sequences, or one set of each)."""
     q = queries @ head.query_w + head.query_b
     k = keys @ head.key_w + head.key_b
-    return (q @ k.T) / np.float32(np.sqrt(q.shape[-1]))
+    return (q @ np.swapaxes(k, -1, -2)) / np.float32(np.sqrt(q.shape[-1]))
 
 
 def head_writes(head: HeadWeights, x: np.ndarray, causal: bool) -> np.ndarray:
     """What one head writes [B, T, D] when it runs alone on whole sequences
     `x` [B, T, D] of one length (BOS first): softmax attention, as the model's
     forward pass computes it, without the other heads."""
-    q = x @ head.query_w + head.query_b
-    k = x @ head.key_w + head.key_b
-    scores = (q @ k.transpose(0, 2, 1)) / np.sqrt(q.shape[-1])
+    scores = attention_score(head, x, x)
     if causal:
         scores = np.where(np.tril(np.ones(scores.shape[1:], dtype=bool)), scores, -np.inf)
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))

@@ -118,7 +118,7 @@ class Structure:
 
 def read_structure(model: Model) -> Structure:
     """The model's blocks and dataflow; raises NotTracrStructured if it has none."""
-    _check_biases(model)
+    check_biases(model)
     reader = _StructureReader(model)
     for index, layer in enumerate(model.layers):
         reader.read_attention(index, layer)
@@ -126,7 +126,8 @@ def read_structure(model: Model) -> Structure:
     return reader.finish()
 
 
-def _check_biases(model: Model) -> None:
+def check_biases(model: Model) -> None:
+    """Raises NotTracrStructured where any layer has a nonzero bias."""
     # tracr's compiled layers have no biases; nonzero ones mean other weights.
     for index, layer in enumerate(model.layers):
         arrays = [layer.attn_output_b, layer.mlp_out_b]

@@ -518,8 +518,10 @@ class Model:
             for picked in _length_batches(lengths_all, batch_size):
                 lengths = lengths_all[picked]
                 ids = ids_all[picked, : lengths[0]]
-                states = [x.copy() for x in self._states(ids, lengths)]
-                yield ids, np.stack(states).reshape(len(states), *ids.shape, self.d_model)
+                states = np.empty((2 * self.num_layers + 1, ids.size, self.d_model), dtype=np.float32)
+                for stage, x in enumerate(self._states(ids, lengths)):
+                    states[stage] = x  # _states updates x in place
+                yield ids, states.reshape(len(states), *ids.shape, self.d_model)
 
     def residuals(self, seqs: Sequence[Sequence[Token]], batch_size: int = 4096) -> list[np.ndarray]:
         """The final residual stream [len + 1, D] of each input sequence (BOS
@@ -657,13 +659,9 @@ class Model:
         if kind != "lossless":
             raise InputError(f"compressed kind must be 'lossless'; got {kind!r}")
         gram = np.zeros((self.d_model, self.d_model))
-        ids_all, lengths_all = self.encode_padded(probe_inputs(self))
-        with _one_blas_thread():
-            for picked in _length_batches(lengths_all, 4096):
-                lengths = lengths_all[picked]
-                for x in self._states(ids_all[picked, : lengths[0]], lengths):
-                    states = x.astype(np.float64)
-                    gram += states.T @ states
+        for _, states in self.visited_states(probe_inputs(self)):
+            for x in states.reshape(len(states), -1, self.d_model).astype(np.float64):
+                gram += x.T @ x
         values, vectors = np.linalg.eigh(gram)
         order = np.argsort(values)[::-1]
         values, vectors = values[order], vectors[:, order]
