@@ -55,9 +55,8 @@ def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) ->
     states the model visits on its probe inputs; verification decides the rest."""
     check_biases(model)  # a change of basis keeps tracr's biases zero
     seqs = probe_inputs(model, exhaustive_bound=BASIS_PROBES, n_random=BASIS_PROBES, seed=seed)
-    lifting = _Lifting(model, list(model.visited_states(seqs)))
+    lifting = _Lifting(model, list(model.visited_states(seqs)), deadline)
     for index, layer in enumerate(model.layers):
-        check_deadline(deadline)
         lifting.lift_attention(index, layer)
         lifting.lift_mlp(index, layer)
     return lifting.lifted_model()
@@ -89,7 +88,7 @@ def _unreached_value(rows: np.ndarray, reached: np.ndarray) -> np.ndarray:
     return min(candidates, key=lambda c: abs(np.log(max(_norms(c), 1e-300) / typical)))
 
 
-def _matroid_components(rows: np.ndarray, tol: float) -> list[list[int]]:
+def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) -> list[list[int]]:
     """Groups of rows that are linearly connected: the components of their
     linear matroid, from each dependent row's fundamental circuit over a
     greedy basis. Rows of norm below `tol` are left out."""
@@ -104,6 +103,7 @@ def _matroid_components(rows: np.ndarray, tol: float) -> list[list[int]]:
     basis: list[int] = []
     live = [i for i in range(len(rows)) if _norms(rows[i]) > tol]
     for i in live:
+        check_deadline(deadline)
         if basis:
             b = rows[basis].T
             coef, *_ = np.linalg.lstsq(b, rows[i], rcond=None)
@@ -123,8 +123,11 @@ class _Lifting:
     """The directions found so far, each with its value at every visited
     position, the linear relations those values obey, and the lifted weights."""
 
-    def __init__(self, model: Model, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(
+        self, model: Model, batches: list[tuple[np.ndarray, np.ndarray]], deadline: float | None
+    ) -> None:
         self.model = model
+        self.deadline = deadline
         self.batches = batches
         self.dirs: list[np.ndarray] = []
         self.codes: list[np.ndarray] = []
@@ -190,6 +193,7 @@ class _Lifting:
         tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
         for _ in range(2):
             for plus, minus in self.relations:
+                check_deadline(self.deadline)
                 rows = list(plus) + list(minus)
                 sign = np.r_[-np.ones(len(plus)), np.ones(len(minus))][:, None]
                 block = reads[rows]
@@ -235,6 +239,7 @@ class _Lifting:
         ]
         states = [s[2 * index] for _, s in self.batches]
         for h, entry in enumerate(heads):
+            check_deadline(self.deadline)
             head: HeadWeights = entry["head"]
             output_w = head.output_w.astype(np.float64)
             images = entry["value"] @ output_w  # what each direction read as a value writes
@@ -278,9 +283,11 @@ class _Lifting:
         beyond = out_w - (out_w @ span.T) @ span
         tol = ZERO * scale * np.sqrt(out_w.shape[1])
         inside = [u for u in range(len(out_w)) if _norms(out_w[u]) > tol and _norms(beyond[u]) <= tol]
-        groups = _matroid_components(beyond, tol)
-        groups += [[inside[i] for i in g] for g in _matroid_components(out_w[inside], tol)] if inside else []
+        groups = _matroid_components(beyond, tol, self.deadline)
+        if inside:
+            groups += [[inside[i] for i in g] for g in _matroid_components(out_w[inside], tol, self.deadline)]
         for units in groups:
+            check_deadline(self.deadline)
             written = hidden[:, units] @ out_w[units]
             # Values are what non-BOS positions hold; at BOS tracr only clears.
             shown = written[self.not_bos]
@@ -293,6 +300,7 @@ class _Lifting:
                 reps = top[None] / _norms(top)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
+                check_deadline(self.deadline)
                 basis = np.array(self.dirs + directions)
                 rows = out_w[units]
                 missing = rows[_norms(rows - rows @ np.linalg.pinv(basis) @ basis) > tol]
