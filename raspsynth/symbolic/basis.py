@@ -54,12 +54,21 @@ def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) ->
     module docstring); raises NotTracrStructured when that fails. Exact on the
     states the model visits on its probe inputs; verification decides the rest."""
     check_biases(model)  # a change of basis keeps tracr's biases zero
+    if _axis_aligned(model):
+        # Lifting gives back the same layout: whatever the reader objected to, the basis is not it.
+        raise NotTracrStructured("the residual is already axis-aligned (one-hot embeddings)")
     seqs = probe_inputs(model, exhaustive_bound=BASIS_PROBES, n_random=BASIS_PROBES, seed=seed)
     lifting = _Lifting(model, list(model.visited_states(seqs)), deadline)
     for index, layer in enumerate(model.layers):
         lifting.lift_attention(index, layer)
         lifting.lift_mlp(index, layer)
     return lifting.lifted_model()
+
+
+def _axis_aligned(model: Model) -> bool:
+    """Whether the embeddings are tracr's own: every entry 0 or 1."""
+    embeds = np.concatenate([model.token_embed.ravel(), model.pos_embed.ravel()])
+    return bool(np.all((np.abs(embeds) <= ZERO) | (np.abs(embeds - 1) <= ZERO)))
 
 
 def _norms(rows: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import raspsynth
+from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.basis import recover_basis
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.residual_structure import read_structure
@@ -81,3 +82,11 @@ def test_a_permuted_model_is_read_as_it_is():
     _, model = _compiled("make_hist")
     permuted = model.permuted(2)
     assert decompile_structure(permuted).model is permuted
+
+
+def test_an_axis_aligned_model_is_not_lifted():
+    # Lifting would give the same layout back: when the reader rejects such a
+    # model, the basis is not why, and recovery says so at once.
+    _, model = _compiled("make_hist")
+    with pytest.raises(NotTracrStructured, match="already axis-aligned"):
+        recover_basis(model.permuted(2))
