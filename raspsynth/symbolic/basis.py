@@ -86,6 +86,74 @@ def _distinct_rows(rows: np.ndarray, tol: float) -> np.ndarray:
     return np.array(reps).reshape(len(reps), rows.shape[1])
 
 
+def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """The lines the unit rows [U, D] lie on: (edges [E, D], scale [U, E]),
+    each row being its scale times its line's edge (a row of norm at most
+    `tol` on none)."""
+    edges: list[np.ndarray] = []
+    scale = np.zeros((len(rows), len(rows)))
+    for u, row in enumerate(rows):
+        if _norms(row) <= tol:
+            continue
+        for e, edge in enumerate(edges):
+            s = row @ edge / (edge @ edge)
+            if _norms(row - s * edge) <= tol:
+                scale[u, e] = s
+                break
+        else:
+            scale[u, len(edges)] = 1.0
+            edges.append(row)
+    return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
+
+
+def _categorical_values(pre: np.ndarray, rows: np.ndarray, tol: float) -> np.ndarray:
+    """The values a categorical MLP group writes, from its units' pre-
+    activations [N, U] at non-BOS positions and their rows [U, D].
+
+    In every tracr MLP with a categorical output each line of unit rows
+    carries a whole number of its edge. A Map's or a SequenceMap's unit writes
+    its value once: every line is a value, reached or not. A discretising
+    MLP (numerical to categorical, SelectorWidth) writes its first value from
+    a `start` unit and each step to the next value from a pair of units with
+    opposite rows, 0 or 1 times. Only within 1/large_number of a threshold (a
+    SelectorWidth near max_seq_len) does a pair write part of its step, a
+    blend of two neighbouring values: both are taken. Its values no probe
+    reached come from its units' thresholds along the one number it reads."""
+    edges, scale = _unit_lines(rows, tol)
+    steps = ((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any()
+    counts = [np.maximum(pre, 0.0) @ scale]  # how many of each edge every position writes
+    if not steps:
+        counts.append(np.eye(len(edges)))
+    else:
+        synthetic = _along_one_number(pre)
+        if synthetic is not None:
+            counts.append(synthetic @ scale)
+    counts = np.vstack(counts)
+    # Rounding within 1e-3: float32 activations of size large_number carry 1e-5.
+    whole = np.unique(np.vstack([np.floor(counts + 1e-3), np.ceil(counts - 1e-3)]), axis=0)
+    values = whole @ edges
+    return values[_norms(values) > tol]
+
+
+def _along_one_number(pre: np.ndarray) -> np.ndarray | None:
+    """Hidden activations [K, U] on each side of every threshold, where every
+    unit's pre-activation [N, U] is affine in one number the positions hold
+    (a discretising MLP reads one numerical SOp, and `one`); None otherwise."""
+    spread = np.ptp(pre, axis=0)
+    if spread.max(initial=0.0) == 0:
+        return None
+    number = pre[:, spread.argmax()]
+    design = np.stack([number, np.ones_like(number)], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, pre, rcond=None)
+    if np.abs(design @ np.stack([slope, intercept]) - pre).max() > 1e-4 * np.abs(pre).max():
+        return None
+    moving = np.abs(slope) > 1e-9
+    thresholds = np.unique(-intercept[moving] / slope[moving])
+    reach = max(thresholds.max() - thresholds.min(), np.abs(thresholds).max(), 1.0)
+    points = np.r_[thresholds.min() - reach, (thresholds[1:] + thresholds[:-1]) / 2, thresholds.max() + reach]
+    return np.maximum(points[:, None] * slope + intercept, 0.0)
+
+
 def _unreached_value(rows: np.ndarray, reached: np.ndarray) -> np.ndarray:
     """The direction of a value no probe reached, from the unit rows that
     write it: a row itself (a categorical Map's unit) or a row plus or minus
@@ -126,6 +194,35 @@ def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) ->
     for i in live:
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
+
+
+def _with_discretising_starts(
+    groups: list[list[int]], hidden: np.ndarray, rows: np.ndarray, tol: float
+) -> list[list[int]]:
+    """`groups` with a discretising MLP's parts joined. tracr's numerical-to-
+    categorical MLP writes its first value from a `start` unit that reads only
+    `one` (the same activation everywhere) and each step to the next value
+    from a pair of units writing the step's difference with opposite signs:
+    independent rows, so the matroid splits them, though together they are
+    one SOp. With one start in the layer (every tracr model we have seen)
+    the start and every step group are joined; with several, which start goes
+    with which steps is not decided and the groups stay apart."""
+
+    def is_start(g: list[int]) -> bool:
+        act = hidden[:, g]
+        size = np.abs(act).max(initial=0.0)
+        return bool(size > 0 and np.ptp(act, axis=0).max() <= 1e-6 * size)
+
+    def is_steps(g: list[int]) -> bool:
+        _, scale = _unit_lines(rows[g], tol)
+        return bool(((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any())
+
+    starts = [g for g in groups if is_start(g)]
+    steps = [g for g in groups if not is_start(g) and is_steps(g)]
+    if len(starts) != 1 or not steps:
+        return groups
+    joined = sorted(starts[0] + [u for g in steps for u in g])
+    return [g for g in groups if g is not starts[0] and not any(g is s for s in steps)] + [joined]
 
 
 class _Lifting:
@@ -285,7 +382,8 @@ class _Lifting:
         if scale == 0:
             return
         x = self._states(2 * index + 1)
-        hidden = np.maximum(x @ layer.mlp_in_w.astype(np.float64) + layer.mlp_in_b, 0.0)
+        pre = x @ layer.mlp_in_w.astype(np.float64) + layer.mlp_in_b
+        hidden = np.maximum(pre, 0.0)
         known = list(range(len(self.dirs)))
         _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
         span = vt[s > ZERO * s.max()]
@@ -295,6 +393,7 @@ class _Lifting:
         groups = _matroid_components(beyond, tol, self.deadline)
         if inside:
             groups += [[inside[i] for i in g] for g in _matroid_components(out_w[inside], tol, self.deadline)]
+        groups = _with_discretising_starts(groups, hidden, out_w, tol)
         for units in groups:
             check_deadline(self.deadline)
             written = hidden[:, units] @ out_w[units]
@@ -307,6 +406,9 @@ class _Lifting:
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 top = reps[_norms(reps).argmax()]
                 reps = top[None] / _norms(top)
+            else:
+                values = _categorical_values(pre[self.not_bos][:, units], out_w[units], tol)
+                reps = _distinct_rows(values, ZERO * wscale)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
                 check_deadline(self.deadline)
