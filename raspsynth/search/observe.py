@@ -84,7 +84,7 @@ def agrees(model_value: Hashable, candidate_value: Hashable, numerical: bool) ->
     """Does the candidate's RASP value fit what the model holds? None (no
     value) only meets None, except that a numerical SOp the candidate leaves
     undefined may hold anything: tracr's numerical MLPs and means turn "no
-    value" into a number. Numbers compare within `NUMERICAL_ATOL`, booleans
+    value" into a number. Numbers compare by `numbers_close`, booleans
     as 0/1 (the residual cannot tell them apart)."""
     if candidate_value is None and numerical:
         return True

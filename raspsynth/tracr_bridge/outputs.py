@@ -18,7 +18,8 @@ intermediate values and the symbolic layer's fits:
   typically 1/10: it is an output like any other, decoded by argmax.
 - Undefined meets only undefined; everywhere else decoded values must be
   equal: categorical ones exactly (True is not 1: the type is part of the
-  value), numerical ones within `NUMERICAL_ATOL`.
+  value), numerical ones within `NUMERICAL_ATOL` plus `NUMERICAL_RTOL` of
+  their size.
 """
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ NOISE_FLOOR = 1e-3
 # Two compilations of equivalent programs can differ in how their numerical
 # MLPs approximate a function; this is the tolerance for calling them equal.
 NUMERICAL_ATOL = 1e-3
+# float32 weights in a rotated or mixed residual round each state near 1e-6
+# of its size, and a numerical MLP's discretising slope (large_number 100,
+# times the step of its function) carries that to its output: a model whose
+# numbers reach 50 is off by up to 2e-2 (measured: 55.98 for 56), far below
+# the steps between the values tracr computes.
+NUMERICAL_RTOL = 1e-3
+
+
+def numbers_close(want, have):
+    """Whether numerical outputs agree (scalars or arrays, elementwise)."""
+    return np.abs(want - have) <= NUMERICAL_ATOL + NUMERICAL_RTOL * np.maximum(np.abs(want), np.abs(have))
 
 
 def undefined_positions(logits: np.ndarray, logit_scale: float) -> np.ndarray:
@@ -72,7 +84,7 @@ def codes_equal(want: np.ndarray, have: np.ndarray, numerical: bool) -> np.ndarr
     """Per position, whether two code arrays agree (the rule of `values_equal`;
     categorical codes must index the same output values: see `translate_codes`)."""
     if numerical:
-        return (np.abs(want - have) <= NUMERICAL_ATOL) | (np.isnan(want) & np.isnan(have))
+        return numbers_close(want, have) | (np.isnan(want) & np.isnan(have))
     return want == have
 
 
@@ -113,14 +125,14 @@ def decode_logits(logits: np.ndarray, output_values: tuple | None, logit_scale: 
 
 def values_equal(want: Any, have: Any, numerical: bool = False, bool_as_int: bool = False) -> bool:
     """Whether two decoded values agree: None (no value) meets only None;
-    numerical values within `NUMERICAL_ATOL`; others exactly, keeping bools
+    numerical values as `numbers_close`; others exactly, keeping bools
     apart from numbers unless `bool_as_int` (a residual block, which cannot
     tell True from 1)."""
     if want is None or have is None:
         return want is None and have is None
     if numerical:
         try:
-            return abs(float(want) - float(have)) <= NUMERICAL_ATOL
+            return bool(numbers_close(float(want), float(have)))
         except (TypeError, ValueError):
             return False
     if not bool_as_int and isinstance(want, bool | np.bool_) != isinstance(have, bool | np.bool_):

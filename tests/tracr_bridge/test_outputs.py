@@ -112,3 +112,13 @@ def test_values_equal_cases():
     assert values_equal(0.5, 0.5004, numerical=True)
     assert not values_equal(0.5, 0.51, numerical=True)
     assert not values_equal("a", 0.5, numerical=True)
+
+
+def test_numbers_agree_relative_to_their_size():
+    # peer_08_13 rotated (float32) outputs 55.980 where the program computes 56;
+    # near zero the absolute floor decides: 0.5 and 0.502 differ by more than
+    # 1e-3 + 1e-3 * 0.502.
+    assert values_equal(56.0, 55.98, numerical=True)
+    assert not values_equal(56.0, 55.9, numerical=True)
+    assert not values_equal(0.5, 0.502, numerical=True)
+    assert rows_equal([56.0, 0.5], [55.98, 0.5009], numerical=True)
