@@ -79,11 +79,13 @@ def _distinct_rows(rows: np.ndarray, tol: float) -> np.ndarray:
     """One representative of each cluster of rows within `tol` of each other."""
     keys = np.round(rows / tol).astype(np.int64)
     _, first = np.unique(keys, axis=0, return_index=True)
-    reps: list[np.ndarray] = []
-    for k in first:  # rounding can split a cluster at a grid line: merge by distance
-        if not any(np.abs(r - rows[k]).max() <= 4 * tol for r in reps):
-            reps.append(rows[k])
-    return np.array(reps).reshape(len(reps), rows.shape[1])
+    reps = np.empty((len(first), rows.shape[1]), dtype=rows.dtype)
+    n = 0
+    for row in rows[np.sort(first)]:  # rounding can split a cluster at a grid line: merge by distance
+        if not n or np.abs(reps[:n] - row).max(axis=1).min() > 4 * tol:
+            reps[n] = row
+            n += 1
+    return reps[:n]
 
 
 def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -106,9 +108,10 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
 
 
-def _categorical_values(pre: np.ndarray, rows: np.ndarray, tol: float) -> np.ndarray:
+def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, tol: float) -> np.ndarray:
     """The values a categorical MLP group writes, from its units' pre-
-    activations [N, U] at non-BOS positions and their rows [U, D].
+    activations [N, U] at non-BOS positions and the lines of their rows
+    (`_unit_lines`).
 
     In every tracr MLP with a categorical output each line of unit rows
     carries a whole number of its edge. A Map's or a SequenceMap's unit writes
@@ -119,7 +122,6 @@ def _categorical_values(pre: np.ndarray, rows: np.ndarray, tol: float) -> np.nda
     SelectorWidth near max_seq_len) does a pair write part of its step, a
     blend of two neighbouring values: both are taken. Its values no probe
     reached come from its units' thresholds along the one number it reads."""
-    edges, scale = _unit_lines(rows, tol)
     steps = ((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any()
     counts = [np.maximum(pre, 0.0) @ scale]  # how many of each edge every position writes
     if not steps:
@@ -130,7 +132,7 @@ def _categorical_values(pre: np.ndarray, rows: np.ndarray, tol: float) -> np.nda
             counts.append(synthetic @ scale)
     counts = np.vstack(counts)
     # Rounding within 1e-3: float32 activations of size large_number carry 1e-5.
-    whole = np.unique(np.vstack([np.floor(counts + 1e-3), np.ceil(counts - 1e-3)]), axis=0)
+    whole = np.unique(np.vstack([np.floor(counts + 1e-3), np.ceil(counts - 1e-3)]) + 0.0, axis=0)
     values = whole @ edges
     return values[_norms(values) > tol]
 
@@ -147,7 +149,13 @@ def _along_one_number(pre: np.ndarray) -> np.ndarray | None:
     (slope, intercept), *_ = np.linalg.lstsq(design, pre, rcond=None)
     if np.abs(design @ np.stack([slope, intercept]) - pre).max() > 1e-4 * np.abs(pre).max():
         return None
-    moving = np.abs(slope) > 1e-9
+    # A unit that does not move with the number over the probes (a `start`,
+    # a BOS cleaner) keeps its value: a slope of rounding noise would put its
+    # threshold anywhere.
+    moving = np.abs(slope) * np.ptp(number) > 1e-3 * np.abs(pre).max()
+    if not moving.any():
+        return None
+    slope, intercept = np.where(moving, slope, 0.0), np.where(moving, intercept, pre.mean(axis=0))
     thresholds = np.unique(-intercept[moving] / slope[moving])
     reach = max(thresholds.max() - thresholds.min(), np.abs(thresholds).max(), 1.0)
     points = np.r_[thresholds.min() - reach, (thresholds[1:] + thresholds[:-1]) / 2, thresholds.max() + reach]
@@ -302,23 +310,7 @@ class _Lifting:
                 check_deadline(self.deadline)
                 rows = list(plus) + list(minus)
                 sign = np.r_[-np.ones(len(plus)), np.ones(len(minus))][:, None]
-                block = reads[rows]
-                candidates = np.unique(np.vstack([np.zeros((1, reads.shape[1])), -sign * block]), axis=0)
-                # Keep m = 0 first, so that a tie leaves the read as it is.
-                zero_first = np.argsort(np.abs(candidates).max(axis=1) > tol, kind="stable")
-                candidates = candidates[zero_first]
-                best, best_key = None, None
-                for start in range(0, len(candidates), _CANDIDATE_CHUNK):
-                    chunk = candidates[start : start + _CANDIDATE_CHUNK]
-                    after = block[None] + sign[None] * chunk[:, None, :]
-                    big = np.abs(after) > tol
-                    zero_rows = (~big.any(axis=2)).sum(axis=1)
-                    entries, sizes = big.sum(axis=(1, 2)), np.abs(after).sum(axis=(1, 2))
-                    for j in range(len(chunk)):
-                        key = (-int(zero_rows[j]), int(entries[j]), round(float(sizes[j]) / tol))
-                        if best_key is None or key < best_key:
-                            best, best_key = after[j], key
-                reads[rows] = best
+                reads[rows] = _sparsest_shift(reads[rows], sign, tol)
         return reads
 
     # -- writers --------------------------------------------------------------
@@ -384,6 +376,10 @@ class _Lifting:
         x = self._states(2 * index + 1)
         pre = x @ layer.mlp_in_w.astype(np.float64) + layer.mlp_in_b
         hidden = np.maximum(pre, 0.0)
+        # Values are what non-BOS positions hold (at BOS tracr only clears);
+        # positions with the same pre-activations show the same values.
+        shown_pre = np.unique(pre[self.not_bos], axis=0)
+        shown_hidden = np.maximum(shown_pre, 0.0)
         known = list(range(len(self.dirs)))
         _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
         span = vt[s > ZERO * s.max()]
@@ -396,18 +392,18 @@ class _Lifting:
         groups = _with_discretising_starts(groups, hidden, out_w, tol)
         for units in groups:
             check_deadline(self.deadline)
-            written = hidden[:, units] @ out_w[units]
-            # Values are what non-BOS positions hold; at BOS tracr only clears.
-            shown = written[self.not_bos]
+            edges, unit_scale = _unit_lines(out_w[units], tol)
+            # Distinct writes are distinct counts of the edges (fewer columns).
+            counts = shown_hidden[:, units] @ unit_scale
+            shown = _distinct_rows(counts, ZERO * max(np.abs(counts).max(initial=0.0), 1e-30)) @ edges
             wscale = max(np.abs(shown).max(initial=0.0), scale)
-            fired = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
-            reps = _distinct_rows(fired, ZERO * wscale)
+            reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
             if len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1:
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 top = reps[_norms(reps).argmax()]
                 reps = top[None] / _norms(top)
             else:
-                values = _categorical_values(pre[self.not_bos][:, units], out_w[units], tol)
+                values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol)
                 reps = _distinct_rows(values, ZERO * wscale)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
@@ -421,9 +417,11 @@ class _Lifting:
             group = [self._add(d, np.zeros(len(self.not_bos))) for d in directions]
             coef = self._on_directions(out_w[units], known + group, where)
             out[tuple(units)] = (known + group, coef)
-            codes = hidden[:, units] @ coef
-            for k, d in enumerate(known + group):
-                self.codes[d] = self.codes[d] + codes[:, k]
+            targets = known + group
+            written = np.flatnonzero(np.abs(coef).max(axis=0) > 0)  # most groups touch few directions
+            codes = hidden[:, units] @ coef[:, written]
+            for k, column in zip(written, codes.T):
+                self.codes[targets[k]] = self.codes[targets[k]] + column
             self._relate(group)
         self._check_relations()
 
@@ -494,6 +492,29 @@ class _Lifting:
         pos_embed = np.zeros((spec.max_seq_len + 1, n))
         pos_embed[np.arange(1, spec.max_seq_len + 1), self.indices] = 1.0
         return Model(token_embed, pos_embed, tuple(layers), padded(unembed), spec)
+
+
+def _sparsest_shift(block: np.ndarray, sign: np.ndarray, tol: float) -> np.ndarray:
+    """`block` [R, K], the reads of a relation's rows, plus sign * m for the
+    shift m [K] that leaves each column the most zero entries, then the least
+    L1 (m = 0 on a tie). Columns are separate units or heads' dimensions, each
+    free along the relation on its own: a `start` unit reads `one`, its
+    neighbours read the tokens."""
+    best = block.copy()
+    best_key = np.full(block.shape[1], -np.inf)
+    # Each candidate zeroes one row of the block, or keeps it (m = 0 first).
+    candidates = np.vstack([np.zeros((1, block.shape[1])), -sign * block])
+    for start in range(0, len(candidates), _CANDIDATE_CHUNK):
+        chunk = candidates[start : start + _CANDIDATE_CHUNK]
+        after = block[None] + sign[None] * chunk[:, None, :]  # [C, R, K]
+        size = np.abs(after)
+        l1 = size.sum(axis=1)
+        key = (size <= tol).sum(axis=1) - 0.5 * l1 / (l1.max(axis=0) + 1e-30)  # [C, K]
+        pick = key.argmax(axis=0)
+        better = key[pick, np.arange(block.shape[1])] > best_key + 1e-12
+        best[:, better] = after[pick[better], :, np.flatnonzero(better)].T
+        best_key[better] = key[pick[better], np.flatnonzero(better)]
+    return best
 
 
 def _clean(weights: np.ndarray) -> np.ndarray:
