@@ -8,7 +8,11 @@ canonical hash, so none was trained or tuned on):
 - lambdas: default programs whose Maps on tokens compute human-style lambdas
   the library does not name, permuted;
 - lib: tracr's 8 lib programs, permuted;
-- rotated: test-split programs with the residual rotated (unreadable weights).
+- rotated, mixed, lossless: test-split programs with the residual rotated,
+  mapped by a random invertible non-orthogonal matrix, or projected onto
+  the span of its visited states (`Model.compressed("lossless")`);
+- devsets-rotated: the models in ../shared/devsets/ (no one here wrote
+  them; measured only), rotated.
 
 Variants: `neural`, `search` and `hybrid` with the default SearchConfig;
 the hybrid without symbolic regression (`-symbolic`: nothing read off the
@@ -26,7 +30,8 @@ per run), compare.md (the tables), compare.png and compare.json under
 each; times are per synthesis, measured inside the worker.
 
     python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 30] [--n-rotated 16]
-        [--n-lambdas 30] [--budget 10] [--workers 2]
+        [--n-lambdas 30] [--n-mixed 16] [--n-lossless 16] [--budget 10] [--workers 2]
+        [--sets test shifted ...] [--variants hybrid search ...]
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from program_sets import SHIFTED, lambda_cases, lib_cases, sampled_cases  # noqa: E402
+from program_sets import SHIFTED, devset_cases, lambda_cases, lib_cases, sampled_cases  # noqa: E402
 
 from raspsynth.search.config import TUNED_CONFIG, SearchConfig, read_config  # noqa: E402
 
@@ -56,6 +61,9 @@ TEST_SEED = 9001
 SHIFTED_SEED = 9002
 ROTATED_SEED = 9003
 LAMBDAS_SEED = 9004
+MIXED_SEED = 9005
+LOSSLESS_SEED = 9006
+SETS = ("test", "shifted", "lambdas", "lib", "rotated", "mixed", "lossless", "devsets-rotated")
 
 BASE_VARIANTS = {
     "neural": ("neural", SearchConfig()),
@@ -182,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-shifted", type=int, default=30)
     parser.add_argument("--n-rotated", type=int, default=16)
     parser.add_argument("--n-lambdas", type=int, default=30)
+    parser.add_argument("--n-mixed", type=int, default=16)
+    parser.add_argument("--n-lossless", type=int, default=16)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="run only these sets")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per synthesis")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--tuned", default=str(TUNED_CONFIG), help="tuned config file (skipped if absent)")
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.n_shifted, args.n_rotated, args.n_lambdas, args.budget = 6, 3, 3, 3, 5.0
+        args.n_mixed, args.n_lossless = 3, 3
+        args.sets = [s for s in args.sets if s != "devsets-rotated"]
 
     began = time.monotonic()
     variants = dict(BASE_VARIANTS)
@@ -202,13 +215,22 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             parser.error(f"unknown variants {sorted(unknown)}; known: {list(variants)}")
         variants = {name: variants[name] for name in args.variants}
-    cases = (
-        sampled_cases("test", args.n_test, TEST_SEED, "test")
-        + sampled_cases("shifted", args.n_shifted, SHIFTED_SEED, "test", SHIFTED)
-        + lambda_cases(args.n_lambdas, LAMBDAS_SEED, "test")
-        + lib_cases(limit=4 if args.quick else None)
-        + sampled_cases("rotated", args.n_rotated, ROTATED_SEED, "test", transform="rotated")
-    )
+
+    def in_basis(name: str, n: int, seed: int) -> list:
+        return sampled_cases(name, n, seed, "test", transform=name)
+
+    builders = {
+        "test": lambda: sampled_cases("test", args.n_test, TEST_SEED, "test"),
+        "shifted": lambda: sampled_cases("shifted", args.n_shifted, SHIFTED_SEED, "test", SHIFTED),
+        "lambdas": lambda: lambda_cases(args.n_lambdas, LAMBDAS_SEED, "test"),
+        "lib": lambda: lib_cases(limit=4 if args.quick else None),
+        # Test-split programs in another residual basis, the set named after it.
+        "rotated": lambda: in_basis("rotated", args.n_rotated, ROTATED_SEED),
+        "mixed": lambda: in_basis("mixed", args.n_mixed, MIXED_SEED),
+        "lossless": lambda: in_basis("lossless", args.n_lossless, LOSSLESS_SEED),
+        "devsets-rotated": lambda: devset_cases("devsets-rotated", "rotated"),
+    }
+    cases = [case for name in SETS if name in args.sets for case in builders[name]()]
     sets = list(dict.fromkeys(c.set for c in cases))
     jobs = [
         (case, name, mode, config, args.budget) for case in cases for name, (mode, config) in variants.items()

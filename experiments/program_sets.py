@@ -13,16 +13,24 @@ renaming or table-equal variant of one.
 - lambdas: default-distribution programs whose Maps on tokens compute
   human-style lambdas the function library does not hold, such as
   `(2 * x + 1) % 5` or `x * x % 4` (what people write by hand);
-- lib: tracr's 8 lib programs with their usual vocabularies.
+- lib: tracr's 8 lib programs with their usual vocabularies;
+- devsets: the models in ../shared/devsets/ (InterpBench's human-written
+  programs, another team's sampler), which no one here wrote: measured
+  only, never trained, tuned or selected on.
 
 Each model is transformed before synthesis sees it: `plain` (as compiled),
-`permuted` (the residual shuffled, the normal case) or `rotated` (a random orthogonal rotation: the
-weights can no longer be read block by block, the hard case).
+`permuted` (the residual shuffled, the normal case), `rotated` (a random
+orthogonal rotation: the weights can no longer be read block by block
+until the basis is recovered), `mixed` (a random invertible, non-orthogonal
+map) or `lossless` (projected onto the span of the states it visits, then
+rotated: fewer dimensions than tracr's).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +40,7 @@ from raspsynth.errors import CompileError
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.ir import Fn, Program, ProgramError
 from raspsynth.program.sampler import SamplerConfig, sample_program
-from raspsynth.tracr_bridge import compile_program
+from raspsynth.tracr_bridge import compile_program, load_model
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.model import Model
 from raspsynth.tracr_bridge.rasp_conversion import from_rasp, to_rasp
@@ -40,6 +48,15 @@ from raspsynth.tracr_bridge.rasp_conversion import from_rasp, to_rasp
 DEFAULT = SamplerConfig()
 SHIFTED = SamplerConfig(min_ops=6, max_ops=14, vocab_size=(6, 10), max_seq_len=(6, 10))
 TRANSFORM_SEED = 11
+DEVSETS = Path(__file__).resolve().parent.parent.parent / "shared" / "devsets"
+# The devsets' metadata names op kinds as tracr's classes do.
+_TRACR_KINDS = {
+    "Map": "map",
+    "SequenceMap": "sequence_map",
+    "LinearSequenceMap": "linear_sequence_map",
+    "Aggregate": "aggregate",
+    "SelectorWidth": "selector_width",
+}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,6 +80,10 @@ def _transformed(model: Model, transform: str) -> Model:
         return model.permuted(TRANSFORM_SEED)
     if transform == "rotated":
         return model.rotated(TRANSFORM_SEED)
+    if transform == "mixed":
+        return model.mixed(TRANSFORM_SEED)
+    if transform == "lossless":
+        return model.compressed("lossless", seed=TRANSFORM_SEED)
     raise ValueError(f"unknown transform {transform!r}")
 
 
@@ -140,4 +161,17 @@ def lib_cases(transform: str = "permuted", limit: int | None = None) -> list[Cas
         program = from_rasp(entry.build(), entry.vocab, entry.max_seq_len)
         model = compile_program(entry.build(), entry.vocab, entry.max_seq_len)
         out.append(Case("lib", name, program.num_sops, op_kinds(program), _transformed(model, transform)))
+    return out
+
+
+def devset_cases(set_name: str, transform: str = "rotated", folder: Path = DEVSETS) -> list[Case]:
+    """Every model of the dev sets under `folder` (interpbench, peer), in the
+    residual `transform` gives it; program length and op kinds from each
+    model's metadata file. No program: these are measured, never read back."""
+    out = []
+    for path in sorted(folder.glob("*/*.npz")):
+        meta = json.loads(path.with_suffix(".json").read_text())
+        kinds = sorted({_TRACR_KINDS[op["kind"]] for op in meta["ops"] if op["kind"] in _TRACR_KINDS})
+        model = _transformed(load_model(path), transform)
+        out.append(Case(set_name, f"{path.parent.name}/{path.stem}", meta["n_sops"], tuple(kinds), model))
     return out
