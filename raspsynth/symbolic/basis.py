@@ -17,16 +17,19 @@ How:
   directions it reads as values (one per value, so blends never matter).
 - An MLP layer's hidden units split into groups that write independent
   subspaces: the components of the linear matroid of their output rows,
-  taken modulo everything written before. A group's distinct nonzero outputs
-  on the probe inputs are its values' directions; when they are all
-  multiples of one vector, the group is one numerical SOp.
+  taken modulo everything written before (a discretising `start` unit joins
+  its steps). When a group's outputs on the probe inputs are all multiples
+  of one vector, it is one numerical SOp. Otherwise its values are whole
+  numbers of its unit rows' lines (`_categorical_values`), so blends near a
+  threshold never become directions, and values no probe reached come from
+  the weights.
 - Writes are re-expressed on the writer's own directions, exactly or not at
   all. Reads are the read maps applied to every direction written so far.
 - Gauge: the lifted states obey linear relations (the tokens sum to `one`; a
   categorical SOp's values sum to `one` except at BOS), so a read is fixed
   only up to shifts along them, and a projection loses the shift altogether.
-  Each read is shifted to make as many of its rows zero as it can: tracr
-  reads only what it uses.
+  Each column of a read is shifted to make as many of its entries zero as it
+  can: tracr reads only what it uses.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, t
             counts.append(synthetic @ scale)
     counts = np.vstack(counts)
     # Rounding within 1e-3: float32 activations of size large_number carry 1e-5.
+    # (+ 0.0 makes -0.0 a 0.0, which np.unique would keep apart.)
     whole = np.unique(np.vstack([np.floor(counts + 1e-3), np.ceil(counts - 1e-3)]) + 0.0, axis=0)
     values = whole @ edges
     return values[_norms(values) > tol]
@@ -504,12 +508,13 @@ def _sparsest_shift(block: np.ndarray, sign: np.ndarray, tol: float) -> np.ndarr
     best_key = np.full(block.shape[1], -np.inf)
     # Each candidate zeroes one row of the block, or keeps it (m = 0 first).
     candidates = np.vstack([np.zeros((1, block.shape[1])), -sign * block])
+    # Above any candidate's L1, so that the L1 term only breaks ties in zeros.
+    most_l1 = 2 * (len(block) + 1) * np.abs(block).max(axis=0) + 1e-30
     for start in range(0, len(candidates), _CANDIDATE_CHUNK):
         chunk = candidates[start : start + _CANDIDATE_CHUNK]
         after = block[None] + sign[None] * chunk[:, None, :]  # [C, R, K]
         size = np.abs(after)
-        l1 = size.sum(axis=1)
-        key = (size <= tol).sum(axis=1) - 0.5 * l1 / (l1.max(axis=0) + 1e-30)  # [C, K]
+        key = (size <= tol).sum(axis=1) - 0.5 * size.sum(axis=1) / most_l1  # [C, K]
         pick = key.argmax(axis=0)
         better = key[pick, np.arange(block.shape[1])] > best_key + 1e-12
         best[:, better] = after[pick[better], :, np.flatnonzero(better)].T

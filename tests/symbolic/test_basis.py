@@ -4,11 +4,12 @@ the model's outputs."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import raspsynth
 from raspsynth.errors import NotTracrStructured
-from raspsynth.symbolic.basis import recover_basis
+from raspsynth.symbolic.basis import _categorical_values, _unit_lines, recover_basis
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.residual_structure import read_structure
 from raspsynth.tracr_bridge import compile_program
@@ -87,3 +88,51 @@ def test_an_axis_aligned_model_is_not_lifted():
     _, model = _compiled("make_hist")
     with pytest.raises(NotTracrStructured, match="already axis-aligned"):
         recover_basis(model.permuted(2))
+
+
+def test_categorical_values_split_a_blend_and_reach_past_the_probes():
+    # A hand-built discretising MLP over one number x: a start unit writing
+    # v0, and two steps, each a pair of units writing +d and -d with
+    # ReLU(100 (x - t) + 1) - ReLU(100 (x - t)), at t = 0.5 and t = 0.8.
+    # Probes hold x = 0.2 (v0) and x = 0.495 (half way up the first step):
+    # the blend is not a value, and the value past the second step, which no
+    # probe reached, comes from the thresholds.
+    v = np.eye(3)
+    rows = np.array([v[0], v[1] - v[0], -(v[1] - v[0]), v[2] - v[1], -(v[2] - v[1])])
+    xs = np.array([0.2, 0.495])
+    pre = np.stack(
+        [np.ones_like(xs), 100 * (xs - 0.5) + 1, 100 * (xs - 0.5), 100 * (xs - 0.8) + 1, 100 * (xs - 0.8)],
+        axis=1,
+    )
+    edges, scale = _unit_lines(rows, tol=1e-9)
+    values = _categorical_values(pre, edges, scale, tol=1e-9)
+    assert sorted(map(tuple, np.round(values, 9))) == sorted(map(tuple, v))
+
+
+def test_a_selector_width_near_max_seq_len_is_lifted():
+    # At max_seq_len 10 the widths 9 and 10 lie closer than tracr's MLP
+    # resolves (1/10 - 1/11 < 2/100): the probes show blends of neighbouring
+    # widths, which must not be taken for values.
+    from tracr.compiler.lib import make_length
+
+    model = compile_program(make_length(), {0, 1}, 10)
+    lifted = recover_basis(model.rotated(4))
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+    seqs = probe_inputs(model, exhaustive_bound=3000, n_random=300, seed=0)
+    assert model.run(seqs) == lifted.run(seqs)
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+def test_a_numerical_to_categorical_map_is_one_sop(kind):
+    # tracr's discretising MLP writes its first value from a unit reading
+    # only `one` and each step from a pair of units: independent rows that
+    # belong to one SOp (peer_06_01's `not (x > 2)`).
+    from tracr.rasp import rasp
+
+    above = rasp.numerical(rasp.Map(lambda x: x > 2, rasp.tokens))
+    negated = rasp.categorical(rasp.Map(lambda x: not x, above, simplify=False))
+    model = compile_program(negated, {0, 1, 2, 3, 4}, 5)
+    lifted = recover_basis(_change(model, kind, seed=2))
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+    res = raspsynth.synthesize(_change(model, kind, seed=2), mode="search", budget_s=30, seed=0)
+    assert res.verified and res.certificate == "exhaustive"
