@@ -249,6 +249,7 @@ class _Lifting:
         self.batches = batches
         self.dirs: list[np.ndarray] = []
         self.codes: list[np.ndarray] = []
+        self.writer: list[int] = []
         self.relations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
         self.layers: list[dict] = []
         ids = np.concatenate([i.reshape(-1) for i, _ in batches])
@@ -257,9 +258,13 @@ class _Lifting:
         self._lift_embeddings(ids, positions)
 
     # -- bookkeeping ----------------------------------------------------------
-    def _add(self, direction: np.ndarray, code: np.ndarray) -> int:
+    def _add(self, direction: np.ndarray, code: np.ndarray, writer: int) -> int:
+        """A new direction, its value at every visited position, and its
+        writer (0 `one`, 1 the tokens, 2 the indices, then each head's and
+        each MLP group's)."""
         self.dirs.append(np.asarray(direction, dtype=np.float64))
         self.codes.append(np.asarray(code, dtype=np.float64))
+        self.writer.append(writer)
         return len(self.dirs) - 1
 
     def _states(self, stage: int) -> np.ndarray:
@@ -294,11 +299,11 @@ class _Lifting:
         live = [t for t in range(len(spec.input_vocab)) if t != pad]
         # Every live token row is one + its token, and the tokens sum to one.
         one_dir = tok[live].sum(axis=0) / (len(live) + 1)
-        self.one = self._add(one_dir, np.ones(len(ids)))
-        self.tokens = [self._add(tok[t] - one_dir, ids == t) for t in range(len(tok))]
+        self.one = self._add(one_dir, np.ones(len(ids)), writer=0)
+        self.tokens = [self._add(tok[t] - one_dir, ids == t, writer=1) for t in range(len(tok))]
         self.bos = self.tokens[spec.input_vocab.index(spec.bos)]
         self.pad = self.tokens[pad]
-        self.indices = [self._add(pos[i], positions == i) for i in range(1, len(pos))]
+        self.indices = [self._add(pos[i], positions == i, writer=2) for i in range(1, len(pos))]
         self._relate([self.tokens[t] for t in live])
         self._relate(self.indices)
 
@@ -315,7 +320,60 @@ class _Lifting:
                 rows = list(plus) + list(minus)
                 sign = np.r_[-np.ones(len(plus)), np.ones(len(minus))][:, None]
                 reads[rows] = _sparsest_shift(reads[rows], sign, tol)
+        if len(self.relations) > 1:
+            # Relations beyond the tokens' own (which holds by construction)
+            # hold as vectors only when directions are dependent (a lossless
+            # projection): there the sparsest read may not be tracr's.
+            reads = self._fewest_writers(reads, tol)
         return reads
+
+    def _fewest_writers(self, reads: np.ndarray, tol: float) -> np.ndarray:
+        """`reads` with writers dropped from the whole matrix while that can
+        be done column by column along one relation without reading anything
+        new. tracr's query, key or MLP reads its SOps in every column (and
+        `one`); where the indices sum to what the tokens sum to, a query of
+        every index alike reads `one` minus BOS in the sparsest form, two
+        writers where tracr reads one."""
+        writer = np.array(self.writer)
+        relations = [
+            (list(plus) + list(minus), np.r_[-np.ones(len(plus)), np.ones(len(minus))])
+            for plus, minus in self.relations
+        ]
+        while True:
+            check_deadline(self.deadline)
+            union = set(writer[np.abs(reads).max(axis=1) > tol].tolist())
+            # `one` stays: tracr reads a constant from it, never as every
+            # token (or index) alike.
+            for w in sorted(union - {0}):
+                trial = self._without_writer(reads, w, union - {w}, writer, relations, tol)
+                if trial is not None:
+                    reads = trial
+                    break
+            else:
+                return reads
+
+    @staticmethod
+    def _without_writer(reads, w, allowed, writer, relations, tol) -> np.ndarray | None:
+        trial = reads.copy()
+        own = writer == w
+        for k in np.flatnonzero(np.abs(reads[own]).max(axis=0) > tol):
+            column = trial[:, k]
+            for rows, sign in relations:
+                inside = [i for i, r in enumerate(rows) if own[r]]
+                outside = np.setdiff1d(np.flatnonzero(own), np.array(rows)[inside])
+                if not inside or (np.abs(column[outside]) > tol).any():
+                    continue
+                shifts = -sign[inside] * column[np.array(rows)[inside]]
+                if np.ptp(shifts) > tol:
+                    continue
+                moved = column.copy()
+                moved[rows] += sign * shifts[0]
+                if set(writer[np.abs(moved) > tol].tolist()) <= allowed:
+                    trial[:, k] = moved
+                    break
+            else:
+                return None
+        return trial
 
     # -- writers --------------------------------------------------------------
     def _on_directions(self, rows: np.ndarray, group: list[int], where: str) -> np.ndarray:
@@ -327,6 +385,27 @@ class _Lifting:
         if np.abs(coef @ basis - rows).max(initial=0.0) > 10 * ZERO * scale:
             raise NotTracrStructured(f"{where} writes outside the directions of its values")
         return coef
+
+    def _on_fewest_writers(
+        self, rows: np.ndarray, known: list[int], group: list[int], where: str
+    ) -> np.ndarray:
+        """Coefficients of `rows` on `known + group`, using the group's own
+        directions and as few earlier writers as express them (the latest
+        first: a SelectorWidth's MLP also clears its head's output). Under a
+        lossless projection a new SOp's values depend on `one` and BOS, and a
+        least-norm spread over every known direction would rewrite them."""
+        writers = list(dict.fromkeys(self.writer[d] for d in reversed(known)))
+        for extra in [[]] + [[w] for w in writers]:
+            chosen = [d for d in known if self.writer[d] in extra] + group
+            try:
+                part = self._on_directions(rows, chosen, where)
+            except NotTracrStructured:
+                continue
+            column = {d: k for k, d in enumerate(known + group)}
+            coef = np.zeros((len(rows), len(column)))
+            coef[:, [column[d] for d in chosen]] = part
+            return coef
+        return self._on_directions(rows, known + group, where)
 
     def lift_attention(self, index: int, layer: LayerWeights) -> None:
         # Heads read what was written before the layer, never each other's outputs.
@@ -350,7 +429,8 @@ class _Lifting:
             if scale == 0:
                 continue
             read = images[_norms(images) > ZERO * scale * np.sqrt(images.shape[1])]
-            group = [self._add(image, np.zeros(0)) for image in _distinct_rows(read, ZERO * scale)]
+            writer = max(self.writer) + 1
+            group = [self._add(image, np.zeros(0), writer) for image in _distinct_rows(read, ZERO * scale)]
             written = np.concatenate(
                 [
                     head_writes(head, x.astype(np.float64), self.model.spec.causal).reshape(-1, x.shape[-1])
@@ -418,8 +498,9 @@ class _Lifting:
                 if not len(missing):
                     break
                 directions.append(_unreached_value(missing, np.array(directions)))
-            group = [self._add(d, np.zeros(len(self.not_bos))) for d in directions]
-            coef = self._on_directions(out_w[units], known + group, where)
+            writer = max(self.writer) + 1
+            group = [self._add(d, np.zeros(len(self.not_bos)), writer) for d in directions]
+            coef = self._on_fewest_writers(out_w[units], known, group, where)
             out[tuple(units)] = (known + group, coef)
             targets = known + group
             written = np.flatnonzero(np.abs(coef).max(axis=0) > 0)  # most groups touch few directions
