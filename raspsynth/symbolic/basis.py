@@ -353,7 +353,17 @@ class _Lifting:
                 return reads
 
     @staticmethod
-    def _without_writer(reads, w, allowed, writer, relations, tol) -> np.ndarray | None:
+    def _without_writer(
+        reads: np.ndarray,
+        w: int,
+        allowed: set[int],
+        writer: np.ndarray,
+        relations: list[tuple[list[int], np.ndarray]],
+        tol: float,
+    ) -> np.ndarray | None:
+        """`reads` with every column that reads writer `w` shifted along one
+        relation so that it no longer does, reading only `allowed` writers;
+        None where some column cannot."""
         trial = reads.copy()
         own = writer == w
         for k in np.flatnonzero(np.abs(reads[own]).max(axis=0) > tol):
@@ -396,6 +406,7 @@ class _Lifting:
         least-norm spread over every known direction would rewrite them."""
         writers = list(dict.fromkeys(self.writer[d] for d in reversed(known)))
         for extra in [[]] + [[w] for w in writers]:
+            check_deadline(self.deadline)
             chosen = [d for d in known if self.writer[d] in extra] + group
             try:
                 part = self._on_directions(rows, chosen, where)

@@ -42,7 +42,7 @@ NUMERICAL_ATOL = 1e-3
 NUMERICAL_RTOL = 1e-3
 
 
-def numbers_close(want, have):
+def numbers_close(want: np.ndarray | float, have: np.ndarray | float) -> np.ndarray | np.bool_:
     """Whether numerical outputs agree (scalars or arrays, elementwise)."""
     return np.abs(want - have) <= NUMERICAL_ATOL + NUMERICAL_RTOL * np.maximum(np.abs(want), np.abs(have))
 
