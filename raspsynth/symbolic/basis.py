@@ -111,6 +111,12 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
 
 
+def _has_steps(scale: np.ndarray) -> bool:
+    """Whether some line (a column of `_unit_lines`' scale) carries units of
+    both signs: a discretising pair, writing a step up and back."""
+    return bool(((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any())
+
+
 def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, tol: float) -> np.ndarray:
     """The values a categorical MLP group writes, from its units' pre-
     activations [N, U] at non-BOS positions and the lines of their rows
@@ -125,9 +131,8 @@ def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, t
     SelectorWidth near max_seq_len) does a pair write part of its step, a
     blend of two neighbouring values: both are taken. Its values no probe
     reached come from its units' thresholds along the one number it reads."""
-    steps = ((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any()
     counts = [np.maximum(pre, 0.0) @ scale]  # how many of each edge every position writes
-    if not steps:
+    if not _has_steps(scale):
         counts.append(np.eye(len(edges)))
     else:
         synthetic = _along_one_number(pre)
@@ -225,13 +230,11 @@ def _with_discretising_starts(
         size = np.abs(act).max(initial=0.0)
         return bool(size > 0 and np.ptp(act, axis=0).max() <= 1e-6 * size)
 
-    def is_steps(g: list[int]) -> bool:
-        _, scale = _unit_lines(rows[g], tol)
-        return bool(((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any())
-
     starts = [g for g in groups if is_start(g)]
-    steps = [g for g in groups if not is_start(g) and is_steps(g)]
-    if len(starts) != 1 or not steps:
+    if len(starts) != 1:
+        return groups
+    steps = [g for g in groups if g is not starts[0] and _has_steps(_unit_lines(rows[g], tol)[1])]
+    if not steps:
         return groups
     joined = sorted(starts[0] + [u for g in steps for u in g])
     return [g for g in groups if g is not starts[0] and not any(g is s for s in steps)] + [joined]
