@@ -48,6 +48,10 @@ BASIS_PROBES = 1500
 # float32 weights through a change of basis carry rounding near 1e-7 of
 # their scale, tracr's smallest weights are far above 1e-3 of it.
 ZERO = 1e-5
+# Absolute difference below which two lifted values (how many times a
+# position holds a direction: 0 or 1 for a categorical value) agree: float32
+# activations of size large_number (100) carry about 1e-5 of it.
+CODE_TOL = 1e-3
 # Gauge candidates scored at once (bounds memory on wide blocks).
 _CANDIDATE_CHUNK = 16
 
@@ -117,7 +121,13 @@ def _has_steps(scale: np.ndarray) -> bool:
     return bool(((scale > 0).any(axis=0) & (scale < 0).any(axis=0)).any())
 
 
-def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, tol: float) -> np.ndarray:
+def _categorical_values(
+    pre: np.ndarray,
+    edges: np.ndarray,
+    scale: np.ndarray,
+    tol: float,
+    line: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The values a categorical MLP group writes, from its units' pre-
     activations [N, U] at non-BOS positions and the lines of their rows
     (`_unit_lines`).
@@ -130,12 +140,14 @@ def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, t
     opposite rows, 0 or 1 times. Only within 1/large_number of a threshold (a
     SelectorWidth near max_seq_len) does a pair write part of its step, a
     blend of two neighbouring values: both are taken. Its values no probe
-    reached come from its units' thresholds along the one number it reads."""
+    reached come from its units' thresholds along the one number it reads,
+    fitted to the probes or, where the probes hold that number constant, from
+    the weights: `line`, each unit's (slope, intercept) along it."""
     counts = [np.maximum(pre, 0.0) @ scale]  # how many of each edge every position writes
     if not _has_steps(scale):
         counts.append(np.eye(len(edges)))
     else:
-        synthetic = _along_one_number(pre)
+        synthetic = _around_thresholds(_fitted_line(pre) or line)
         if synthetic is not None:
             counts.append(synthetic @ scale)
     counts = np.vstack(counts)
@@ -146,10 +158,10 @@ def _categorical_values(pre: np.ndarray, edges: np.ndarray, scale: np.ndarray, t
     return values[_norms(values) > tol]
 
 
-def _along_one_number(pre: np.ndarray) -> np.ndarray | None:
-    """Hidden activations [K, U] on each side of every threshold, where every
-    unit's pre-activation [N, U] is affine in one number the positions hold
-    (a discretising MLP reads one numerical SOp, and `one`); None otherwise."""
+def _fitted_line(pre: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(slope, intercept) [U] of every unit's pre-activation [N, U] along one
+    number the positions hold (a discretising MLP reads one numerical SOp,
+    and `one`); None where the probes do not show such a number moving."""
     spread = np.ptp(pre, axis=0)
     if spread.max(initial=0.0) == 0:
         return None
@@ -164,7 +176,18 @@ def _along_one_number(pre: np.ndarray) -> np.ndarray | None:
     moving = np.abs(slope) * np.ptp(number) > 1e-3 * np.abs(pre).max()
     if not moving.any():
         return None
-    slope, intercept = np.where(moving, slope, 0.0), np.where(moving, intercept, pre.mean(axis=0))
+    return np.where(moving, slope, 0.0), np.where(moving, intercept, pre.mean(axis=0))
+
+
+def _around_thresholds(line: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+    """Hidden activations [K, U] on each side of every threshold of the units
+    on `line` (slope, intercept), a unit of slope 0 keeping its intercept."""
+    if line is None:
+        return None
+    slope, intercept = line
+    moving = slope != 0
+    if not moving.any():
+        return None
     thresholds = np.unique(-intercept[moving] / slope[moving])
     reach = max(thresholds.max() - thresholds.min(), np.abs(thresholds).max(), 1.0)
     points = np.r_[thresholds.min() - reach, (thresholds[1:] + thresholds[:-1]) / 2, thresholds.max() + reach]
@@ -214,30 +237,106 @@ def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) ->
 
 
 def _with_discretising_starts(
-    groups: list[list[int]], hidden: np.ndarray, rows: np.ndarray, tol: float
-) -> list[list[int]]:
-    """`groups` with a discretising MLP's parts joined. tracr's numerical-to-
-    categorical MLP writes its first value from a `start` unit that reads only
-    `one` (the same activation everywhere) and each step to the next value
-    from a pair of units writing the step's difference with opposite signs:
+    groups: list[list[int]], hidden: np.ndarray, rows: np.ndarray, tol: float, number_reads: np.ndarray
+) -> tuple[list[list[int]], int]:
+    """(`groups` with each discretising MLP's parts joined, how many of them,
+    at the end, took a start that could have gone to another).
+
+    tracr's numerical-to-categorical MLP writes its first value from a
+    `start` unit that reads only `one` and each step to the next value from a
+    pair of units writing the step's difference with opposite signs:
     independent rows, so the matroid splits them, though together they are
-    one SOp. With one start in the layer (every tracr model we have seen)
-    the start and every step group are joined; with several, which start goes
-    with which steps is not decided and the groups stay apart."""
+    one SOp. A step's units read the one number their MLP discretises
+    (`number_reads` [n, U], the reads without `one`, BOS and PAD), which ties
+    steps together. Nothing in the weights tells which start is whose when a
+    layer has several (two SelectorWidths): every start reads `one` alone.
+    Any pairing writes the same states, and a wrong one shifts each SOp's
+    directions by what it takes from the other's, which the reads' gauge
+    undoes (`_Lifting.pairings`). A start goes first to a discretiser that
+    writes nothing at some position (`hidden` [N, U], non-BOS positions) and
+    so lacks its first value; a discretiser that always writes needs none
+    (under a projection, a start whose value no state holds writes nothing).
+    """
+    number_scale = max(np.abs(number_reads).max(initial=0.0), 1e-30)
 
-    def is_start(g: list[int]) -> bool:
-        act = hidden[:, g]
-        size = np.abs(act).max(initial=0.0)
-        return bool(size > 0 and np.ptp(act, axis=0).max() <= 1e-6 * size)
+    def number_of(unit: int) -> np.ndarray | None:
+        read = number_reads[:, unit]
+        if np.abs(read).max() <= ZERO * number_scale:
+            return None
+        read = read / _norms(read)
+        return read * np.sign(read[np.argmax(np.abs(read))])
 
-    starts = [g for g in groups if is_start(g)]
-    if len(starts) != 1:
-        return groups
-    steps = [g for g in groups if g is not starts[0] and _has_steps(_unit_lines(rows[g], tol)[1])]
-    if not steps:
-        return groups
-    joined = sorted(starts[0] + [u for g in steps for u in g])
-    return [g for g in groups if g is not starts[0] and not any(g is s for s in steps)] + [joined]
+    # A projection can make one SOp's values sum to another's, which joins
+    # their matroid components: the steps of a categorical output (several
+    # lines) that read different numbers, and starts (which read none), are
+    # parts of different MLPs. (A numerical SequenceMap's units read two
+    # numbers and write one line.)
+    split: list[list[int]] = []
+    for g in groups:
+        edges, scale = _unit_lines(rows[g], tol)
+        if len(edges) < 2 or not _has_steps(scale):
+            split.append(g)
+            continue
+        parts: list[tuple[np.ndarray | None, list[int]]] = []
+        for u in g:
+            number = number_of(u)
+            for key, units in parts:
+                if (key is None and number is None) or (
+                    key is not None and number is not None and _norms(key - number) <= 1e-4
+                ):
+                    units.append(u)
+                    break
+            else:
+                parts.append((number, [u]))
+        # Only steps and starts come apart: a Map's or SequenceMap's units
+        # each read their own values, and stay together.
+        others = [
+            u
+            for key, units in parts
+            if key is not None and not _has_steps(_unit_lines(rows[units], tol)[1])
+            for u in units
+        ]
+        split.extend(
+            units for key, units in parts if key is not None and _has_steps(_unit_lines(rows[units], tol)[1])
+        )
+        # Units that read no number are constant: starts, and the steps of a
+        # SelectorWidth whose number the projection made `one` (a constant
+        # width); each of them writes its own independent rows.
+        constant = next((units for key, units in parts if key is None), [])
+        split.extend([constant[i] for i in c] for c in _matroid_components(rows[constant], tol, None))
+        if others:
+            split.append(sorted(others))
+    groups = split
+    stepped = [g for g in groups if _has_steps(_unit_lines(rows[g], tol)[1])]
+    starts = [
+        g
+        for g in groups
+        if g not in stepped
+        and np.abs(number_reads[:, g]).max() <= ZERO * number_scale
+        and np.abs(hidden[:, g]).max() > 0
+    ]
+    if not stepped:
+        return groups, 0
+    by_number: list[tuple[np.ndarray | None, list[int]]] = []
+    for g in stepped:
+        read = number_of(g[np.argmax(_norms(number_reads[:, g].T))])
+        for number, units in by_number:
+            if read is not None and number is not None and _norms(number - read) <= 1e-4:
+                units.extend(g)
+                break
+        else:
+            by_number.append((read, list(g)))
+    steps = [units for _, units in by_number]
+    size = np.abs(hidden).max(initial=0.0)
+    lacking = [
+        k for k, units in enumerate(steps) if (np.abs(hidden[:, units]).max(axis=1) <= ZERO * size).any()
+    ]
+    order = lacking + [k for k in range(len(steps)) if k not in lacking]
+    joined = [sorted(start + steps[k]) for start, k in zip(starts, order)]
+    taken = {u for g in joined for u in g}
+    rest = [g for g in groups if g not in stepped and not taken & set(g)]
+    rest += [steps[k] for k in order[len(starts) :]]
+    return rest + joined, len(joined) if len(joined) > 1 else 0
 
 
 class _Lifting:
@@ -253,7 +352,11 @@ class _Lifting:
         self.dirs: list[np.ndarray] = []
         self.codes: list[np.ndarray] = []
         self.writer: list[int] = []
-        self.relations: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        # Linear relations (rows, coefficients) the codes obey: the coefficients
+        # times the rows' codes sum to 0 at every visited position.
+        self.relations: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
+        # Relations of values only, not of directions: see `_pair`.
+        self.pairings: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
         self.layers: list[dict] = []
         ids = np.concatenate([i.reshape(-1) for i, _ in batches])
         positions = np.concatenate([np.tile(np.arange(i.shape[1]), i.shape[0]) for i, _ in batches])
@@ -276,20 +379,26 @@ class _Lifting:
 
     def _relate(self, group: list[int]) -> None:
         """Record how a categorical group's values sum, if they sum to `one`
-        (everywhere, or everywhere but BOS)."""
+        at every position but BOS (where tracr leaves 0, or -1 where two
+        SelectorWidths share their cleaner)."""
         total = np.sum([self.codes[d] for d in group], axis=0)
         one, bos = self.codes[self.one], self.codes[self.bos]
-        if np.abs(total + bos - one).max() <= ZERO:
-            relation = (tuple(group) + (self.bos,), (self.one,))
-        elif np.abs(total - one).max() <= ZERO:
-            relation = (tuple(group), (self.one,))
-        else:
+        at_bos = np.unique(np.round(total[bos > 0.5] / CODE_TOL) * CODE_TOL)
+        if len(at_bos) > 1:
             return
-        # Only where the directions obey it too is a read free along it: in a
-        # full-rank basis every read of a categorical value is already tracr's.
-        plus, minus = (np.sum([self.dirs[d] for d in side], axis=0) for side in relation)
-        if _norms(plus - minus) <= ZERO * max(_norms(plus), _norms(minus)):
-            self.relations.append(relation)
+        k = 1.0 - (at_bos[0] if len(at_bos) else 0.0)  # total + k * bos = one
+        if np.abs(total + k * bos - one).max() > CODE_TOL:
+            return
+        rows, coefs = tuple(group) + (self.one,), (1.0,) * len(group) + (-1.0,)
+        if abs(k) > CODE_TOL:  # (the tokens hold BOS themselves)
+            rows, coefs = rows + (self.bos,), coefs + (k,)
+        # In a full-rank basis every read of a categorical value is already
+        # tracr's: only where the directions obey the relation too, or the
+        # residual is a projection (reads known only up to the relations its
+        # states obey), is a read free along it.
+        lhs = np.sum([c * self.dirs[d] for d, c in zip(rows, coefs)], axis=0)
+        if self.projected or _norms(lhs) <= ZERO * _norms(self.dirs[self.one]) * len(rows):
+            self.relations.append((rows, coefs))
 
     def _lift_embeddings(self, ids: np.ndarray, positions: np.ndarray) -> None:
         model, spec = self.model, self.model.spec
@@ -307,8 +416,12 @@ class _Lifting:
         self.bos = self.tokens[spec.input_vocab.index(spec.bos)]
         self.pad = self.tokens[pad]
         self.indices = [self._add(pos[i], positions == i, writer=2) for i in range(1, len(pos))]
+        self.projected = False
         self._relate([self.tokens[t] for t in live])
         self._relate(self.indices)
+        # The indices sum to what the tokens sum to only under a projection
+        # onto the visited states (the tokens' relation holds by construction).
+        self.projected = len(self.relations) > 1
 
     # -- reads ----------------------------------------------------------------
     def reads(self, weights: np.ndarray) -> np.ndarray:
@@ -318,15 +431,11 @@ class _Lifting:
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
         tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
         for _ in range(2):
-            for plus, minus in self.relations:
+            for rows, coefs in self.relations + self.pairings:
                 check_deadline(self.deadline)
-                rows = list(plus) + list(minus)
-                sign = np.r_[-np.ones(len(plus)), np.ones(len(minus))][:, None]
-                reads[rows] = _sparsest_shift(reads[rows], sign, tol)
-        if len(self.relations) > 1:
-            # Relations beyond the tokens' own (which holds by construction)
-            # hold as vectors only when directions are dependent (a lossless
-            # projection): there the sparsest read may not be tracr's.
+                reads[list(rows)] = _sparsest_shift(reads[list(rows)], np.array(coefs)[:, None], tol)
+        if self.projected:
+            # There the sparsest read may not be tracr's.
             reads = self._fewest_writers(reads, tol)
         return reads
 
@@ -338,10 +447,7 @@ class _Lifting:
         every index alike reads `one` minus BOS in the sparsest form, two
         writers where tracr reads one."""
         writer = np.array(self.writer)
-        relations = [
-            (list(plus) + list(minus), np.r_[-np.ones(len(plus)), np.ones(len(minus))])
-            for plus, minus in self.relations
-        ]
+        relations = [(list(rows), np.array(coefs)) for rows, coefs in self.relations]
         while True:
             check_deadline(self.deadline)
             union = set(writer[np.abs(reads).max(axis=1) > tol].tolist())
@@ -376,7 +482,7 @@ class _Lifting:
                 outside = np.setdiff1d(np.flatnonzero(own), np.array(rows)[inside])
                 if not inside or (np.abs(column[outside]) > tol).any():
                     continue
-                shifts = -sign[inside] * column[np.array(rows)[inside]]
+                shifts = -column[np.array(rows)[inside]] / sign[inside]
                 if np.ptp(shifts) > tol:
                     continue
                 moved = column.copy()
@@ -400,17 +506,25 @@ class _Lifting:
         return coef
 
     def _on_fewest_writers(
-        self, rows: np.ndarray, known: list[int], group: list[int], where: str
+        self,
+        rows: np.ndarray,
+        known: list[int],
+        group: list[int],
+        where: str,
+        together: list[int] | None = None,
     ) -> np.ndarray:
         """Coefficients of `rows` on `known + group`, using the group's own
         directions and as few earlier writers as express them (the latest
-        first: a SelectorWidth's MLP also clears its head's output). Under a
-        lossless projection a new SOp's values depend on `one` and BOS, and a
-        least-norm spread over every known direction would rewrite them."""
+        first: a SelectorWidth's MLP also clears its head's output), then the
+        writers `together`. Under a lossless projection a new SOp's values
+        depend on `one` and BOS, and a least-norm spread over every known
+        direction would rewrite them."""
         writers = list(dict.fromkeys(self.writer[d] for d in reversed(known)))
-        for extra in [[]] + [[w] for w in writers]:
+        for extra in [[]] + [[w] for w in writers] + ([together] if together else []):
             check_deadline(self.deadline)
             chosen = [d for d in known if self.writer[d] in extra] + group
+            if not chosen:
+                continue
             try:
                 part = self._on_directions(rows, chosen, where)
             except NotTracrStructured:
@@ -433,6 +547,7 @@ class _Lifting:
             for h in layer.heads
         ]
         states = [s[2 * index] for _, s in self.batches]
+        entry_first_writer = max(self.writer) + 1
         for h, entry in enumerate(heads):
             check_deadline(self.deadline)
             head: HeadWeights = entry["head"]
@@ -460,12 +575,12 @@ class _Lifting:
         for entry in heads:
             if entry["dims"]:
                 self._relate(entry["dims"])
-        self.layers.append({"heads": heads})
+        self.layers.append({"heads": heads, "first_writer": entry_first_writer})
 
     def lift_mlp(self, index: int, layer: LayerWeights) -> None:
         where = f"MLP {index}"
         entry = self.layers[-1]
-        entry["mlp_in"] = self.reads(layer.mlp_in_w)
+        entry["mlp_in"] = reads = self.reads(layer.mlp_in_w)
         out_w = layer.mlp_out_w.astype(np.float64)
         entry["mlp_out"] = out = {}
         scale = np.abs(out_w).max(initial=0.0)
@@ -483,11 +598,22 @@ class _Lifting:
         span = vt[s > ZERO * s.max()]
         beyond = out_w - (out_w @ span.T) @ span
         tol = ZERO * scale * np.sqrt(out_w.shape[1])
-        inside = [u for u in range(len(out_w)) if _norms(out_w[u]) > tol and _norms(beyond[u]) <= tol]
-        groups = _matroid_components(beyond, tol, self.deadline)
+        live = _norms(out_w) > tol
+        # tracr's SelectorWidths share a unit that reads BOS alone and clears
+        # their outputs there: it writes into every one of them, so it would
+        # join them in one matroid component. It is lifted after them.
+        read_tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        reading = np.abs(reads) > read_tol
+        cleaners = [u for u in np.flatnonzero(live) if set(np.flatnonzero(reading[:, u])) == {self.bos}]
+        rest = [u for u in range(len(out_w)) if u not in cleaners]
+        inside = [u for u in rest if live[u] and _norms(beyond[u]) <= tol]
+        groups = [[rest[i] for i in g] for g in _matroid_components(beyond[rest], tol, self.deadline)]
         if inside:
             groups += [[inside[i] for i in g] for g in _matroid_components(out_w[inside], tol, self.deadline)]
-        groups = _with_discretising_starts(groups, hidden, out_w, tol)
+        number_reads = reads.copy()
+        number_reads[[self.one, self.bos, self.pad]] = 0.0
+        groups, paired = _with_discretising_starts(groups, hidden[self.not_bos], out_w, tol, number_reads)
+        lifted_groups = []
         for units in groups:
             check_deadline(self.deadline)
             edges, unit_scale = _unit_lines(out_w[units], tol)
@@ -496,12 +622,21 @@ class _Lifting:
             shown = _distinct_rows(counts, ZERO * max(np.abs(counts).max(initial=0.0), 1e-30)) @ edges
             wscale = max(np.abs(shown).max(initial=0.0), scale)
             reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
-            if len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1:
+            if len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):
+                # Every unit writes the same row: one value, whatever blends
+                # the probes show (a SelectorWidth's near max_seq_len, read).
+                reps = edges
+            elif (
+                len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1
+            ):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 top = reps[_norms(reps).argmax()]
                 reps = top[None] / _norms(top)
             else:
-                values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol)
+                line = self._line_from_reads(
+                    number_reads[:, units], reads[self.one, units] + layer.mlp_in_b[units]
+                )
+                values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol, line)
                 reps = _distinct_rows(values, ZERO * wscale)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
@@ -514,24 +649,90 @@ class _Lifting:
                 directions.append(_unreached_value(missing, np.array(directions)))
             writer = max(self.writer) + 1
             group = [self._add(d, np.zeros(len(self.not_bos)), writer) for d in directions]
-            coef = self._on_fewest_writers(out_w[units], known, group, where)
-            out[tuple(units)] = (known + group, coef)
-            targets = known + group
-            written = np.flatnonzero(np.abs(coef).max(axis=0) > 0)  # most groups touch few directions
-            codes = hidden[:, units] @ coef[:, written]
-            for k, column in zip(written, codes.T):
-                self.codes[targets[k]] = self.codes[targets[k]] + column
+            self._write(
+                out, units, known, group, self._on_fewest_writers(out_w[units], known, group, where), hidden
+            )
+            lifted_groups.append(group)
+        if cleaners:
+            known_now = list(range(len(self.dirs)))
+            coef = self._cleaning(out_w[cleaners], hidden[:, cleaners], entry["first_writer"], tol)
+            if coef is None:
+                # It clears what this layer's heads and MLP wrote, nothing else.
+                layer_writers = [w for w in dict.fromkeys(self.writer) if w >= entry["first_writer"]]
+                coef = self._on_fewest_writers(out_w[cleaners], known_now, [], where, layer_writers)
+            self._write(out, cleaners, known_now, [], coef, hidden)
+        for group in lifted_groups:
             self._relate(group)
+        discretisers = lifted_groups[len(lifted_groups) - paired :] if paired else []
+        for group in discretisers[1:]:
+            self._pair(group, discretisers[0])
         self._check_relations()
+
+    def _cleaning(
+        self, rows: np.ndarray, active: np.ndarray, first_writer: int, tol: float
+    ) -> np.ndarray | None:
+        """Coefficients [C, n] of BOS cleaners' rows on this layer's directions,
+        each a multiple of what the layer holds at BOS, tracr's reason for the
+        cleaner; None where the rows are not. (tracr's SelectorWidths in one
+        layer share the cleaner, which then fires once per SelectorWidth and
+        clears each of them as often.) Under a projection the layer's
+        directions can be dependent, and only this fixes which expression of
+        the rows is meant."""
+        firing = ~self.not_bos & (active > 0).any(axis=1)
+        layer = [d for d in range(len(self.dirs)) if self.writer[d] >= first_writer]
+        if not firing.any() or not layer:
+            return None
+        held = np.stack([self.codes[d][firing] for d in layer], axis=1)
+        if np.ptp(held, axis=0).max() > CODE_TOL:
+            return None
+        target = held[0] @ np.stack([self.dirs[d] for d in layer])
+        if _norms(target) <= tol:
+            return None
+        multiple = rows @ target / (target @ target)
+        if np.abs(multiple[:, None] * target - rows).max() > tol:
+            return None
+        coef = np.zeros((len(rows), len(self.dirs)))
+        coef[:, layer] = multiple[:, None] * held[0]
+        return coef
+
+    def _write(self, out: dict, units: list[int], known: list[int], group: list[int], coef, hidden) -> None:
+        """Record units' writes `coef` [U, len(known + group)] and add what
+        they write at every visited position to the directions' codes."""
+        out[tuple(units)] = (known + group, coef)
+        targets = known + group
+        written = np.flatnonzero(np.abs(coef).max(axis=0) > 0)  # most groups touch few directions
+        codes = hidden[:, units] @ coef[:, written]
+        for k, column in zip(written, codes.T):
+            self.codes[targets[k]] = self.codes[targets[k]] + column
+
+    def _line_from_reads(self, number_reads: np.ndarray, intercept: np.ndarray) -> tuple | None:
+        """(slope, intercept) [U] of units along the one number they read, from
+        their reads [n, U] of everything but `one`, BOS and PAD (rank one for a
+        discretising MLP) and their pre-activation from `one` and the bias."""
+        u, s, vt = np.linalg.svd(number_reads, full_matrices=False)
+        if not len(s) or s[0] == 0 or (len(s) > 1 and s[1] > 1e-6 * s[0]):
+            return None
+        slope = s[0] * vt[0]
+        return np.where(np.abs(slope) > 1e-6 * np.abs(slope).max(), slope, 0.0), intercept
+
+    def _pair(self, group: list[int], other: list[int]) -> None:
+        """Record that two discretising groups' values are held together
+        (each position holds one of each, BOS neither), so reads may shift
+        along them: their starts could have been paired the other way."""
+        a, b = (np.sum([self.codes[d] for d in g], axis=0) for g in (group, other))
+        if np.abs(a - b).max() <= CODE_TOL:
+            self.pairings.append((tuple(group) + tuple(other), (1.0,) * len(group) + (-1.0,) * len(other)))
 
     def _check_relations(self) -> None:
         """Forget relations a write into known dimensions broke."""
         codes = np.stack(self.codes)
-        self.relations = [
-            (plus, minus)
-            for plus, minus in self.relations
-            if np.abs(codes[list(plus)].sum(axis=0) - codes[list(minus)].sum(axis=0)).max() <= ZERO
-        ]
+
+        def holds(relation: tuple[tuple[int, ...], tuple[float, ...]]) -> bool:
+            rows, coefs = relation
+            return bool(np.abs(np.array(coefs) @ codes[list(rows)]).max() <= CODE_TOL)
+
+        self.relations = [r for r in self.relations if holds(r)]
+        self.pairings = [r for r in self.pairings if holds(r)]
 
     # -- the lifted model -----------------------------------------------------
     def lifted_model(self) -> Model:
@@ -602,7 +803,7 @@ def _sparsest_shift(block: np.ndarray, sign: np.ndarray, tol: float) -> np.ndarr
     best = block.copy()
     best_key = np.full(block.shape[1], -np.inf)
     # Each candidate zeroes one row of the block, or keeps it (m = 0 first).
-    candidates = np.vstack([np.zeros((1, block.shape[1])), -sign * block])
+    candidates = np.vstack([np.zeros((1, block.shape[1])), -block / sign])
     # Above any candidate's L1, so that the L1 term only breaks ties in zeros.
     most_l1 = 2 * (len(block) + 1) * np.abs(block).max(axis=0) + 1e-30
     for start in range(0, len(candidates), _CANDIDATE_CHUNK):
