@@ -17,19 +17,24 @@ How:
   directions it reads as values (one per value, so blends never matter).
 - An MLP layer's hidden units split into groups that write independent
   subspaces: the components of the linear matroid of their output rows,
-  taken modulo everything written before (a discretising `start` unit joins
-  its steps). When a group's outputs on the probe inputs are all multiples
-  of one vector, it is one numerical SOp. Otherwise its values are whole
-  numbers of its unit rows' lines (`_categorical_values`), so blends near a
-  threshold never become directions, and values no probe reached come from
-  the weights.
+  taken modulo everything written before. A discretising MLP's steps join
+  by the one number they read, and take a `start` unit each
+  (`_with_discretising_starts`); the unit that clears SelectorWidths at BOS
+  is lifted after them, as a multiple of what the layer holds there. When
+  every unit of a group writes the same row, it is one value; when its
+  outputs on the probe inputs are all multiples of one vector, one numerical
+  SOp. Otherwise its values are whole numbers of its unit rows' lines
+  (`_categorical_values`), so blends near a threshold never become
+  directions, and values no probe reached come from the weights.
 - Writes are re-expressed on the writer's own directions, exactly or not at
   all. Reads are the read maps applied to every direction written so far.
 - Gauge: the lifted states obey linear relations (the tokens sum to `one`; a
-  categorical SOp's values sum to `one` except at BOS), so a read is fixed
-  only up to shifts along them, and a projection loses the shift altogether.
-  Each column of a read is shifted to make as many of its entries zero as it
-  can: tracr reads only what it uses.
+  categorical SOp's values sum to `one` except at BOS; two SelectorWidths of
+  one layer hold one value each), so a read is fixed only up to shifts along
+  them, and a projection loses the shift altogether. Each column of a read
+  is shifted to make as many of its entries zero as it can: tracr reads only
+  what it uses. In a full-rank basis reads are already tracr's, and only
+  relations the directions obey too (or a start pairing) are used.
 """
 
 from __future__ import annotations

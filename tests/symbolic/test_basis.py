@@ -148,3 +148,56 @@ def test_a_numerical_to_categorical_map_is_one_sop(kind):
     assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
     res = raspsynth.synthesize(_change(model, kind, seed=2), mode="search", budget_s=30, seed=0)
     assert res.verified and res.certificate == "exhaustive"
+
+
+def _two_widths_in_one_layer():
+    # Two SelectorWidths in layer 0 share tracr's BOS cleaner (which then
+    # fires twice and leaves -1 of each at BOS), each with its own `start`.
+    from tracr.rasp import rasp
+
+    lower = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT)))
+    before = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.GT)))
+    both = rasp.categorical(rasp.SequenceMap(lambda x, y: min(x, y), lower, before))
+    return compile_program(both, {0, 1, 2, 3}, 5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_selector_widths_in_one_layer_come_apart(kind):
+    model = _two_widths_in_one_layer()
+    widths = [c for c in read_structure(model.permuted(1)).components if c.kind == "selector_width"]
+    assert len(widths) == 2 and widths[0].layer == widths[1].layer == 0
+    lifted = recover_basis(_change(model, kind, seed=6))
+    assert _shape(read_structure(lifted), sizes=kind != "lossless") == _shape(
+        read_structure(model.permuted(1)), kind != "lossless"
+    )
+    seqs = probe_inputs(model)
+    assert model.run(seqs) == lifted.run(seqs)
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+def test_a_constant_selector_width_is_read(kind):
+    # Select FALSE: every width is 0, the number its MLP reads never moves on
+    # the probes, so its other widths' values come from the weights.
+    from tracr.rasp import rasp
+
+    never = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.FALSE)))
+    out = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, never, rasp.tokens))
+    model = compile_program(out, {0, 1, 2}, 4)
+    lifted = recover_basis(_change(model, kind, seed=7))
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+    res = raspsynth.synthesize(_change(model, kind, seed=7), mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+def test_a_map_of_a_blending_width_keeps_its_values(kind):
+    # At max_seq_len 10 a SelectorWidth blends neighbouring widths, and so
+    # does the MLP reading it: its writes show 0.9 of a value, which makes a
+    # one-valued write look like a number unless one row per unit decides.
+    from tracr.rasp import rasp
+
+    width = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)))
+    small = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, width, rasp.indices))
+    model = compile_program(small, {0, 1}, 10)
+    lifted = recover_basis(_change(model, kind, seed=8))
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
