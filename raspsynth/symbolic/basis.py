@@ -184,6 +184,18 @@ def _fitted_line(pre: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.where(moving, slope, 0.0), np.where(moving, intercept, pre.mean(axis=0))
 
 
+def _line_from_reads(number_reads: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(slope, intercept) [U] of units along the one number they read, from
+    their reads [n, U] of everything but `one`, BOS and PAD (rank one for a
+    discretising MLP) and their pre-activation from `one` and the bias: the
+    weights' `_fitted_line`, for a number the probes never move."""
+    _, s, vt = np.linalg.svd(number_reads, full_matrices=False)
+    if not len(s) or s[0] == 0 or (len(s) > 1 and s[1] > 1e-6 * s[0]):
+        return None
+    slope = s[0] * vt[0]
+    return np.where(np.abs(slope) > 1e-6 * np.abs(slope).max(), slope, 0.0), intercept
+
+
 def _around_thresholds(line: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
     """Hidden activations [K, U] on each side of every threshold of the units
     on `line` (slope, intercept), a unit of slope 0 keeping its intercept."""
@@ -271,6 +283,23 @@ def _with_discretising_starts(
         read = read / _norms(read)
         return read * np.sign(read[np.argmax(np.abs(read))])
 
+    def by_number(items: list[tuple[np.ndarray | None, list[int]]], nones_together: bool) -> list:
+        """(number, units) clusters of `items`, those of one number joined."""
+        clusters: list[tuple[np.ndarray | None, list[int]]] = []
+        for key, units in items:
+            for number, members in clusters:
+                if (key is None and number is None and nones_together) or (
+                    key is not None and number is not None and _norms(key - number) <= 1e-4
+                ):
+                    members.extend(units)
+                    break
+            else:
+                clusters.append((key, list(units)))
+        return clusters
+
+    def has_steps(units: list[int]) -> bool:
+        return _has_steps(_unit_lines(rows[units], tol)[1])
+
     # A projection can make one SOp's values sum to another's, which joins
     # their matroid components: the steps of a categorical output (several
     # lines) that read different numbers, and starts (which read none), are
@@ -282,28 +311,13 @@ def _with_discretising_starts(
         if len(edges) < 2 or not _has_steps(scale):
             split.append(g)
             continue
-        parts: list[tuple[np.ndarray | None, list[int]]] = []
-        for u in g:
-            number = number_of(u)
-            for key, units in parts:
-                if (key is None and number is None) or (
-                    key is not None and number is not None and _norms(key - number) <= 1e-4
-                ):
-                    units.append(u)
-                    break
-            else:
-                parts.append((number, [u]))
+        parts = by_number([(number_of(u), [u]) for u in g], nones_together=True)
         # Only steps and starts come apart: a Map's or SequenceMap's units
         # each read their own values, and stay together.
-        others = [
-            u
-            for key, units in parts
-            if key is not None and not _has_steps(_unit_lines(rows[units], tol)[1])
-            for u in units
-        ]
-        split.extend(
-            units for key, units in parts if key is not None and _has_steps(_unit_lines(rows[units], tol)[1])
-        )
+        reading = [units for key, units in parts if key is not None]
+        stepping = [has_steps(units) for units in reading]
+        others = [u for units, steps in zip(reading, stepping) if not steps for u in units]
+        split.extend(units for units, steps in zip(reading, stepping) if steps)
         # Units that read no number are constant: starts, and the steps of a
         # SelectorWidth whose number the projection made `one` (a constant
         # width); each of them writes its own independent rows.
@@ -312,7 +326,7 @@ def _with_discretising_starts(
         if others:
             split.append(sorted(others))
     groups = split
-    stepped = [g for g in groups if _has_steps(_unit_lines(rows[g], tol)[1])]
+    stepped = [g for g in groups if has_steps(g)]
     starts = [
         g
         for g in groups
@@ -322,16 +336,13 @@ def _with_discretising_starts(
     ]
     if not stepped:
         return groups, 0
-    by_number: list[tuple[np.ndarray | None, list[int]]] = []
-    for g in stepped:
-        read = number_of(g[np.argmax(_norms(number_reads[:, g].T))])
-        for number, units in by_number:
-            if read is not None and number is not None and _norms(number - read) <= 1e-4:
-                units.extend(g)
-                break
-        else:
-            by_number.append((read, list(g)))
-    steps = [units for _, units in by_number]
+    steps = [
+        units
+        for _, units in by_number(
+            [(number_of(g[np.argmax(_norms(number_reads[:, g].T))]), g) for g in stepped],
+            nones_together=False,
+        )
+    ]
     size = np.abs(hidden).max(initial=0.0)
     lacking = [
         k for k, units in enumerate(steps) if (np.abs(hidden[:, units]).max(axis=1) <= ZERO * size).any()
@@ -377,6 +388,10 @@ class _Lifting:
         self.codes.append(np.asarray(code, dtype=np.float64))
         self.writer.append(writer)
         return len(self.dirs) - 1
+
+    def _next_writer(self) -> int:
+        """The id the next head or MLP group writes under."""
+        return max(self.writer) + 1
 
     def _states(self, stage: int) -> np.ndarray:
         """The residual before sublayer `stage`, one row per visited position."""
@@ -552,7 +567,7 @@ class _Lifting:
             for h in layer.heads
         ]
         states = [s[2 * index] for _, s in self.batches]
-        entry_first_writer = max(self.writer) + 1
+        entry_first_writer = self._next_writer()
         for h, entry in enumerate(heads):
             check_deadline(self.deadline)
             head: HeadWeights = entry["head"]
@@ -563,7 +578,7 @@ class _Lifting:
             if scale == 0:
                 continue
             read = images[_norms(images) > ZERO * scale * np.sqrt(images.shape[1])]
-            writer = max(self.writer) + 1
+            writer = self._next_writer()
             group = [self._add(image, np.zeros(0), writer) for image in _distinct_rows(read, ZERO * scale)]
             written = np.concatenate(
                 [
@@ -638,7 +653,7 @@ class _Lifting:
                 top = reps[_norms(reps).argmax()]
                 reps = top[None] / _norms(top)
             else:
-                line = self._line_from_reads(
+                line = _line_from_reads(
                     number_reads[:, units], reads[self.one, units] + layer.mlp_in_b[units]
                 )
                 values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol, line)
@@ -652,7 +667,7 @@ class _Lifting:
                 if not len(missing):
                     break
                 directions.append(_unreached_value(missing, np.array(directions)))
-            writer = max(self.writer) + 1
+            writer = self._next_writer()
             group = [self._add(d, np.zeros(len(self.not_bos)), writer) for d in directions]
             self._write(
                 out, units, known, group, self._on_fewest_writers(out_w[units], known, group, where), hidden
@@ -710,23 +725,12 @@ class _Lifting:
         for k, column in zip(written, codes.T):
             self.codes[targets[k]] = self.codes[targets[k]] + column
 
-    def _line_from_reads(self, number_reads: np.ndarray, intercept: np.ndarray) -> tuple | None:
-        """(slope, intercept) [U] of units along the one number they read, from
-        their reads [n, U] of everything but `one`, BOS and PAD (rank one for a
-        discretising MLP) and their pre-activation from `one` and the bias."""
-        u, s, vt = np.linalg.svd(number_reads, full_matrices=False)
-        if not len(s) or s[0] == 0 or (len(s) > 1 and s[1] > 1e-6 * s[0]):
-            return None
-        slope = s[0] * vt[0]
-        return np.where(np.abs(slope) > 1e-6 * np.abs(slope).max(), slope, 0.0), intercept
-
     def _pair(self, group: list[int], other: list[int]) -> None:
         """Record that two discretising groups' values are held together
         (each position holds one of each, BOS neither), so reads may shift
-        along them: their starts could have been paired the other way."""
-        a, b = (np.sum([self.codes[d] for d in g], axis=0) for g in (group, other))
-        if np.abs(a - b).max() <= CODE_TOL:
-            self.pairings.append((tuple(group) + tuple(other), (1.0,) * len(group) + (-1.0,) * len(other)))
+        along them: their starts could have been paired the other way.
+        `_check_relations` forgets it where the codes do not obey it."""
+        self.pairings.append((tuple(group) + tuple(other), (1.0,) * len(group) + (-1.0,) * len(other)))
 
     def _check_relations(self) -> None:
         """Forget relations a write into known dimensions broke."""
