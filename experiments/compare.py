@@ -11,6 +11,10 @@ canonical hash, so none was trained or tuned on):
 - rotated, mixed, lossless: test-split programs with the residual rotated,
   mapped by a random invertible non-orthogonal matrix, or projected onto
   the span of its visited states (`Model.compressed("lossless")`);
+- learned: test-split programs in tracr's CompressedTransformer form at the
+  visited-state rank (`Model.compressed("learned")`); programs whose
+  training does not reach exact agreement are skipped, and the header
+  says how many were kept;
 - devsets-rotated: the models in ../shared/devsets/ (no one here wrote
   them; measured only), rotated.
 
@@ -30,7 +34,7 @@ per run), compare.md (the tables), compare.png and compare.json under
 each; times are per synthesis, measured inside the worker.
 
     python experiments/compare.py [--quick] [--n-test 100] [--n-shifted 30] [--n-rotated 16]
-        [--n-lambdas 30] [--n-mixed 16] [--n-lossless 16] [--budget 10] [--workers 2]
+        [--n-lambdas 30] [--n-mixed 16] [--n-lossless 16] [--n-learned 16] [--budget 10] [--workers 2]
         [--sets test shifted ...] [--variants hybrid search ...]
 """
 
@@ -63,7 +67,8 @@ ROTATED_SEED = 9003
 LAMBDAS_SEED = 9004
 MIXED_SEED = 9005
 LOSSLESS_SEED = 9006
-SETS = ("test", "shifted", "lambdas", "lib", "rotated", "mixed", "lossless", "devsets-rotated")
+LEARNED_SEED = 9007
+SETS = ("test", "shifted", "lambdas", "lib", "rotated", "mixed", "lossless", "learned", "devsets-rotated")
 
 BASE_VARIANTS = {
     "neural": ("neural", SearchConfig()),
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-lambdas", type=int, default=30)
     parser.add_argument("--n-mixed", type=int, default=16)
     parser.add_argument("--n-lossless", type=int, default=16)
+    parser.add_argument("--n-learned", type=int, default=16)
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="run only these sets")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds per synthesis")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -203,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.n_test, args.n_shifted, args.n_rotated, args.n_lambdas, args.budget = 6, 3, 3, 3, 5.0
-        args.n_mixed, args.n_lossless = 3, 3
+        args.n_mixed, args.n_lossless, args.n_learned = 3, 3, 3
         args.sets = [s for s in args.sets if s != "devsets-rotated"]
 
     began = time.monotonic()
@@ -216,8 +222,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown variants {sorted(unknown)}; known: {list(variants)}")
         variants = {name: variants[name] for name in args.variants}
 
+    dropped: list[str] = []  # learned compressions that missed exact agreement
+
     def in_basis(name: str, n: int, seed: int) -> list:
-        return sampled_cases(name, n, seed, "test", transform=name)
+        return sampled_cases(name, n, seed, "test", transform=name, dropped=dropped)
 
     builders = {
         "test": lambda: sampled_cases("test", args.n_test, TEST_SEED, "test"),
@@ -228,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         "rotated": lambda: in_basis("rotated", args.n_rotated, ROTATED_SEED),
         "mixed": lambda: in_basis("mixed", args.n_mixed, MIXED_SEED),
         "lossless": lambda: in_basis("lossless", args.n_lossless, LOSSLESS_SEED),
+        "learned": lambda: in_basis("learned", args.n_learned, LEARNED_SEED),
         "devsets-rotated": lambda: devset_cases("devsets-rotated", "rotated"),
     }
     cases = [case for name in SETS if name in args.sets for case in builders[name]()]
@@ -252,6 +261,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(cases)} programs ({', '.join(f'{s}: {sum(c.set == s for c in cases)}' for s in sets)}), "
         f"budget {args.budget:g} s per synthesis, {args.workers} workers, wall time {wall:.0f} s\n\n"
     )
+    if "learned" in sets:
+        kept = sum(c.set == "learned" for c in cases)
+        header += (
+            f"learned: {kept} of {kept + len(dropped)} test-split programs trained to exact agreement "
+            "at the visited-state rank (the others skipped)\n\n"
+        )
     (out / "compare.md").write_text(header + table)
     plot(rows, names, sets, out / "compare.png")
     summary = {
@@ -268,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
             name: {"mode": mode, "config": dataclasses.asdict(c)} for name, (mode, c) in variants.items()
         },
         "summary": summary,
+        "learned_dropped": dropped,
         "wall_s": wall,
     }
     (out / "compare.json").write_text(json.dumps(report, indent=2))

@@ -22,8 +22,10 @@ Each model is transformed before synthesis sees it: `plain` (as compiled),
 `permuted` (the residual shuffled, the normal case), `rotated` (a random
 orthogonal rotation: the weights can no longer be read block by block
 until the basis is recovered), `mixed` (a random invertible, non-orthogonal
-map) or `lossless` (projected onto the span of the states it visits, then
-rotated: fewer dimensions than tracr's).
+map), `lossless` (projected onto the span of the states it visits, then
+rotated: fewer dimensions than tracr's) or `learned` (tracr's
+CompressedTransformer form at the visited-state rank, trained until its
+outputs equal the original's; see `tracr_bridge.learned_compression`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 
 from raspsynth.data.generate import split_of
 from raspsynth.data.sampling import SamplingStats, sample_compiled
-from raspsynth.errors import CompileError
+from raspsynth.errors import CompileError, CompressionFailed
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.ir import Fn, Program, ProgramError
 from raspsynth.program.sampler import SamplerConfig, sample_program
@@ -84,6 +86,8 @@ def _transformed(model: Model, transform: str) -> Model:
         return model.mixed(TRANSFORM_SEED)
     if transform == "lossless":
         return model.compressed("lossless", seed=TRANSFORM_SEED)
+    if transform == "learned":
+        return model.compressed("learned", seed=TRANSFORM_SEED)
     raise ValueError(f"unknown transform {transform!r}")
 
 
@@ -94,8 +98,11 @@ def sampled_cases(
     split: str,
     sampler: SamplerConfig = DEFAULT,
     transform: str = "permuted",
+    dropped: list[str] | None = None,
 ) -> list[Case]:
-    """n programs of `sampler`'s distribution whose canonical hash is in `split`."""
+    """n programs of `sampler`'s distribution whose canonical hash is in
+    `split`. A program whose learned compression does not reach exact
+    agreement is skipped, its hash appended to `dropped` when given."""
     rng = np.random.default_rng(seed)
     stats, seen, out = SamplingStats(), set(), []
     while len(out) < n:
@@ -103,7 +110,12 @@ def sampled_cases(
         seen.add(compiled.hash)
         if split_of(compiled.hash) == split:
             program = compiled.sample.program
-            model = _transformed(compiled.model, transform)
+            try:
+                model = _transformed(compiled.model, transform)
+            except CompressionFailed:
+                if dropped is not None:
+                    dropped.append(compiled.hash)
+                continue
             name = f"{set_name}-{len(out)}-{compiled.hash[:8]}"
             out.append(Case(set_name, name, program.num_sops, op_kinds(program), model, program))
     return out

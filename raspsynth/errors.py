@@ -37,6 +37,12 @@ class NotTracrStructured(RaspsynthError):
     program structure can be read off them."""
 
 
+class CompressionFailed(RaspsynthError):
+    """A learned compression (`Model.compressed("learned")`) did not reach
+    equal decoded outputs on every probe input; the message says how far it
+    got."""
+
+
 class BudgetSpent(RaspsynthError):
     """The time budget ran out inside a stage. Stages raise it from their
     loops; `synthesize` catches it and returns its best result so far, so it

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from raspsynth.errors import InputError, checked_seed
+from raspsynth.errors import CompressionFailed, InputError, checked_seed
 from raspsynth.tracr_bridge.outputs import PAST_END, decode_codes, output_codes, value_key
 
 FORMAT_VERSION = "raspsynth-model/1"
@@ -67,6 +67,17 @@ def token_rows(target: IOSpec, candidate: IOSpec) -> np.ndarray | None:
             return None
         rows.append(index[key])
     return np.array(rows)
+
+
+def spanning_vectors(gram: np.ndarray) -> tuple[np.ndarray, int]:
+    """The eigenvectors [D, D] of a Gram matrix, largest eigenvalue first,
+    and its rank: the eigenvalues above `COMPRESSION_RANK_TOLERANCE` times
+    the largest."""
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    rank = int(np.sum(values > values[0] * COMPRESSION_RANK_TOLERANCE)) if values[0] > 0 else 0
+    return vectors, rank
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
@@ -648,33 +659,59 @@ class Model:
         """The same model in a residual of `dim` dimensions.
 
         kind "lossless": the residual is projected onto the span of the
-        states it visits on its probe inputs (after the embeddings and after
-        every sublayer: an uncentred SVD, accumulated as their Gram matrix),
-        then rotated at random. Each categorical block's dimensions sum to
-        `one` there, so the span is narrower than tracr's D. `dim` None keeps
-        the whole span (the visited-state rank); a smaller `dim` keeps its
-        leading directions and is no longer lossless."""
+        states it visits on its probe inputs (`visited_basis`), then rotated
+        at random. Each categorical block's dimensions sum to `one` there, so
+        the span is narrower than tracr's D. `dim` None keeps the whole span
+        (the visited-state rank); a smaller `dim` keeps its leading
+        directions and is no longer lossless.
+
+        kind "learned": tracr's `CompressedTransformer` form, written through
+        a matrix trained from the lossless projection and read through its
+        transpose (`raspsynth.tracr_bridge.learned_compression`). Raises
+        `CompressionFailed` when training does not reach equal decoded
+        outputs on every probe input."""
+        if kind == "lossless":
+            projection = self.visited_basis(dim, seed)
+            return self.in_basis(projection, projection.T)
+        if kind == "learned":
+            from raspsynth.tracr_bridge.learned_compression import learn_compression
+
+            learned = learn_compression(self, dim, seed)
+            if not learned.exact:
+                raise CompressionFailed(
+                    f"learned compression to {learned.model.d_model} dimensions reached equal outputs on "
+                    f"{learned.agreement:.1%} of probe inputs after {learned.steps} steps, not all"
+                )
+            return learned.model
+        raise InputError(f"compressed kind must be 'lossless' or 'learned'; got {kind!r}")
+
+    def visited_grams(self) -> np.ndarray:
+        """The uncentred Gram matrix [D, D] of the residual states after the
+        embeddings and after every sublayer, over the probe inputs: one per
+        point ([2 * num_layers + 1, D, D], float64); their eigenvectors span
+        the states the residual visits there."""
         from raspsynth.tracr_bridge.probes import probe_inputs
 
-        if kind != "lossless":
-            raise InputError(f"compressed kind must be 'lossless'; got {kind!r}")
-        gram = np.zeros((self.d_model, self.d_model))
+        grams = np.zeros((2 * self.num_layers + 1, self.d_model, self.d_model))
         for _, states in self.visited_states(probe_inputs(self)):
-            for x in states.reshape(len(states), -1, self.d_model).astype(np.float64):
+            for gram, x in zip(grams, states.reshape(len(states), -1, self.d_model).astype(np.float64)):
                 gram += x.T @ x
-        values, vectors = np.linalg.eigh(gram)
-        order = np.argsort(values)[::-1]
-        values, vectors = values[order], vectors[:, order]
-        rank = int(np.sum(values > values[0] * COMPRESSION_RANK_TOLERANCE)) if values[0] > 0 else 0
+        return grams
+
+    def visited_basis(self, dim: int | None = None, seed: int = 0) -> np.ndarray:
+        """Orthonormal columns [D, dim] spanning the leading `dim` directions
+        of the states the residual visits on the probe inputs (the summed
+        `visited_grams`: an uncentred SVD of every visited state), rotated
+        by a random orthogonal matrix of `seed`. `dim` None takes the
+        visited-state rank."""
+        vectors, rank = spanning_vectors(self.visited_grams().sum(0))
         if dim is None:
             dim = rank
         if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= self.d_model:
             raise InputError(f"dim must be an integer from 1 to d_model ({self.d_model}); got {dim!r}")
-        basis = vectors[:, :dim]  # [D, dim], orthonormal columns
         rng = np.random.default_rng(checked_seed(seed))
         q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
-        projection = basis @ q
-        return self.in_basis(projection, projection.T)
+        return vectors[:, :dim] @ q
 
     def in_basis(self, forward: np.ndarray, back: np.ndarray) -> Model:
         """The model with residual x written as x @ `forward` [D, D']:
