@@ -102,6 +102,43 @@ def binned(rows: list[dict]) -> list[dict]:
     return out
 
 
+def by_drop(rows: list[dict]) -> list[dict]:
+    """Per number of dimensions below the visited-state rank: programs
+    tried, the dim / D range, how many reproduce the original, how many of
+    those verify, and the interference left (median)."""
+    out = []
+    for drop in sorted({r["rank"] - r["dim"] for r in rows}):
+        here = [r for r in rows if r["rank"] - r["dim"] == drop]
+        kept = [r for r in here if r["reproduces"]]
+        out.append(
+            {
+                "below_rank": drop,
+                "tried": len(here),
+                "ratio": [min(r["ratio"] for r in here), max(r["ratio"] for r in here)],
+                "reproduce": len(kept),
+                "verified": sum(bool(r["verified"]) for r in kept),
+                "interference": float(np.median([r["interference"] for r in kept])) if kept else None,
+            }
+        )
+    return out
+
+
+def print_tables(bins: list[dict], drops: list[dict]) -> None:
+    print("| dim / D | tried | reproduces | verified (of those) |\n|---|---|---|---|")
+    for b in bins:
+        verified = f"{b['verified']:.0%}" if b["verified"] is not None else "-"
+        print(f"| {b['ratio']} | {b['tried']} | {b['reproduces']:.0%} | {verified} ({b['kept']}) |")
+    print("\n| below the rank | tried | dim / D | reproduce | verified | interference (median) |")
+    print("|---|---|---|---|---|---|")
+    for d in drops:
+        low, high = d["ratio"]
+        left = f"{d['interference']:.1e}" if d["interference"] is not None else "-"
+        print(
+            f"| {d['below_rank']} | {d['tried']} | {low:.2f}-{high:.2f} | {d['reproduce']} | "
+            f"{d['verified']} | {left} |"
+        )
+
+
 def plot(bins: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -143,13 +180,16 @@ def main(argv: list[str] | None = None) -> None:
     bins = binned(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"args": vars(args), "bins": bins, "rows": rows, "wall_s": time.monotonic() - began}
+    report = {
+        "args": vars(args),
+        "bins": bins,
+        "below_rank": by_drop(rows),
+        "rows": rows,
+        "wall_s": time.monotonic() - began,
+    }
     (out / "compression_curve.json").write_text(json.dumps(report, indent=2))
     plot(bins, out / "compression_curve.png")
-    print("| dim / D | tried | reproduces | verified (of those) |\n|---|---|---|---|")
-    for b in bins:
-        verified = f"{b['verified']:.0%}" if b["verified"] is not None else "-"
-        print(f"| {b['ratio']} | {b['tried']} | {b['reproduces']:.0%} | {verified} ({b['kept']}) |")
+    print_tables(bins, report["below_rank"])
 
 
 if __name__ == "__main__":
