@@ -77,14 +77,14 @@ class LearnedCompression:
         return self.agreement == 1.0
 
 
-def _visited_bases(model: Model) -> list:
+def _visited_bases(grams: np.ndarray) -> list:
     """Per point of the residual (after the embeddings, then after each
-    sublayer), an orthonormal basis of the states visited there, as rows
-    [r, D] (float64 torch tensors)."""
+    sublayer; `Model.visited_grams`), an orthonormal basis of the states
+    visited there, as rows [r, D] (float64 torch tensors)."""
     import torch
 
     bases = []
-    for gram in model.visited_grams():
+    for gram in grams:
         vectors, rank = spanning_vectors(gram)
         bases.append(torch.from_numpy(np.ascontiguousarray(vectors[:, :rank].T)))
     return bases
@@ -116,13 +116,14 @@ def learn_compression(
         raise InputError(f"steps must be a non-negative integer; got {steps!r}")
     if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise < 1:
         raise InputError(f"noise must be a number in [0, 1); got {noise!r}")
-    start = model.visited_basis(dim, seed)  # [D, dim], orthonormal columns
+    grams = model.visited_grams()  # one pass over the probes serves both
+    start = model.visited_basis(dim, seed, grams)  # [D, dim], orthonormal columns
     rng = np.random.default_rng(seed)
     start = start + noise * rng.normal(size=start.shape) / np.sqrt(model.d_model)
 
     inputs = probe_inputs(model)
     want, _ = model.output_codes(inputs, mark_undefined=True)
-    bases = _visited_bases(model)
+    bases = _visited_bases(grams)
     unembed = torch.from_numpy(np.asarray(model.unembed, dtype=np.float64))
     identity = torch.eye(model.d_model, dtype=torch.float64)
     w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
@@ -148,5 +149,7 @@ def learn_compression(
             agreeing = _agreeing(model, compressed(), inputs, want)
     with torch.no_grad():
         round_trip = w @ w.T - identity
-        interference = max(float(torch.linalg.matrix_norm(b @ round_trip, 2)) for b in bases if len(b))
+        interference = max(
+            (float(torch.linalg.matrix_norm(b @ round_trip, 2)) for b in bases if len(b)), default=0.0
+        )
     return LearnedCompression(compressed(), start_agreement, float(agreeing.mean()), taken, interference)

@@ -698,13 +698,16 @@ class Model:
                 gram += x.T @ x
         return grams
 
-    def visited_basis(self, dim: int | None = None, seed: int = 0) -> np.ndarray:
+    def visited_basis(
+        self, dim: int | None = None, seed: int = 0, grams: np.ndarray | None = None
+    ) -> np.ndarray:
         """Orthonormal columns [D, dim] spanning the leading `dim` directions
         of the states the residual visits on the probe inputs (the summed
-        `visited_grams`: an uncentred SVD of every visited state), rotated
-        by a random orthogonal matrix of `seed`. `dim` None takes the
-        visited-state rank."""
-        vectors, rank = spanning_vectors(self.visited_grams().sum(0))
+        `visited_grams`, or `grams` when the caller has them: an uncentred
+        SVD of every visited state), rotated by a random orthogonal matrix of
+        `seed`. `dim` None takes the visited-state rank."""
+        grams = self.visited_grams() if grams is None else grams
+        vectors, rank = spanning_vectors(grams.sum(0))
         if dim is None:
             dim = rank
         if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= dim <= self.d_model:
