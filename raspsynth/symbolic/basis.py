@@ -156,9 +156,9 @@ def _categorical_values(
         if synthetic is not None:
             counts.append(synthetic @ scale)
     counts = np.vstack(counts)
-    # Rounding within 1e-3: float32 activations of size large_number carry 1e-5.
-    # (+ 0.0 makes -0.0 a 0.0, which np.unique would keep apart.)
-    whole = np.unique(np.vstack([np.floor(counts + 1e-3), np.ceil(counts - 1e-3)]) + 0.0, axis=0)
+    # Counts are lifted values: whole within CODE_TOL. (+ 0.0 makes -0.0 a
+    # 0.0, which np.unique would keep apart.)
+    whole = np.unique(np.vstack([np.floor(counts + CODE_TOL), np.ceil(counts - CODE_TOL)]) + 0.0, axis=0)
     values = whole @ edges
     return values[_norms(values) > tol]
 

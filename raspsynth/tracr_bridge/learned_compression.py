@@ -90,12 +90,12 @@ def _visited_bases(grams: np.ndarray) -> list:
     return bases
 
 
-def _agreeing(model: Model, compressed: Model, inputs: list, want: np.ndarray) -> np.ndarray:
-    """Per probe input, whether `compressed` decodes every position as
-    `model` did (`want`: the original's codes, undefined positions marked)."""
-    have, _ = compressed.output_codes(inputs, mark_undefined=True)
-    width = min(want.shape[1], have.shape[1])
-    return codes_equal(want[:, :width], have[:, :width], model.spec.numerical).all(axis=1)
+def _agreeing(compressed: Model, encoded: tuple, want: np.ndarray) -> np.ndarray:
+    """Per probe input (`encoded` once, `Model.encode_padded`), whether
+    `compressed` decodes every position as the original did (`want`: its
+    codes, undefined positions marked; the two share a spec)."""
+    have, _ = compressed.output_codes_of(encoded, mark_undefined=True)
+    return codes_equal(want, have, compressed.spec.numerical).all(axis=1)
 
 
 def learn_compression(
@@ -122,7 +122,8 @@ def learn_compression(
     start = start + noise * rng.normal(size=start.shape) / np.sqrt(model.d_model)
 
     inputs = probe_inputs(model)
-    want, _ = model.output_codes(inputs, mark_undefined=True)
+    encoded = model.encode_padded(inputs)
+    want, _ = model.output_codes_of(encoded, mark_undefined=True)
     bases = _visited_bases(grams)
     unembed = torch.from_numpy(np.asarray(model.unembed, dtype=np.float64))
     identity = torch.eye(model.d_model, dtype=torch.float64)
@@ -134,7 +135,7 @@ def learn_compression(
         matrix = w.detach().numpy().copy()
         return model.in_basis(matrix, matrix.T)
 
-    agreeing = _agreeing(model, compressed(), inputs, want)
+    agreeing = _agreeing(compressed(), encoded, want)
     start_agreement, taken = float(agreeing.mean()), 0
     while taken < steps and not agreeing.all():
         round_trip = w @ w.T - identity
@@ -146,7 +147,7 @@ def learn_compression(
         schedule.step()
         taken += 1
         if taken % CHECK_EVERY == 0 or taken == steps:
-            agreeing = _agreeing(model, compressed(), inputs, want)
+            agreeing = _agreeing(compressed(), encoded, want)
     with torch.no_grad():
         round_trip = w @ w.T - identity
         interference = max(
