@@ -222,6 +222,33 @@ def _unreached_value(rows: np.ndarray, reached: np.ndarray) -> np.ndarray:
     return min(candidates, key=lambda c: abs(np.log(max(_norms(c), 1e-300) / typical)))
 
 
+def _width_steps(
+    intercepts: np.ndarray, x: float, max_seq_len: int, tol: float
+) -> tuple[float, np.ndarray] | None:
+    """(slope L, the step units) of a SelectorWidth's discretising MLP read
+    at a constant head output `x`, from its candidate units' pre-activations
+    `intercepts` [U] there; None where they are not such an MLP's.
+
+    tracr discretises x over its values 1/(w+1), w = 0..max_seq_len: at
+    each threshold t_k between neighbouring values a pair of units reads
+    L (x - t_k) + 1 and L (x - t_k), and a start unit reads 1. So the pairs'
+    lower pre-activations are L (x - t_k), the largest at the smallest t_k,
+    and one L must fit them all (checked to `tol`)."""
+    values = np.sort(1.0 / (np.arange(max_seq_len + 1) + 1.0))
+    thresholds = (values[1:] + values[:-1]) / 2
+    differ_by_one = np.abs(intercepts[None, :] - intercepts[:, None] - 1.0) <= tol
+    lower = np.flatnonzero(differ_by_one.any(axis=1))
+    upper = np.flatnonzero(differ_by_one.any(axis=0))
+    if len(lower) != len(thresholds) or len(upper) != len(thresholds):
+        return None
+    lower = lower[np.argsort(-intercepts[lower])]
+    gaps = x - thresholds  # descending, as the lower intercepts are for L > 0
+    slope = float(intercepts[lower] @ gaps / (gaps @ gaps))
+    if slope <= 0 or np.abs(slope * gaps - intercepts[lower]).max() > tol:
+        return None
+    return slope, np.union1d(lower, upper)
+
+
 def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) -> list[list[int]]:
     """Groups of rows that are linearly connected: the components of their
     linear matroid, from each dependent row's fundamental circuit over a
@@ -600,7 +627,7 @@ class _Lifting:
     def lift_mlp(self, index: int, layer: LayerWeights) -> None:
         where = f"MLP {index}"
         entry = self.layers[-1]
-        entry["mlp_in"] = reads = self.reads(layer.mlp_in_w)
+        entry["mlp_in"] = reads = self._constant_widths_read(self.reads(layer.mlp_in_w), entry["heads"])
         out_w = layer.mlp_out_w.astype(np.float64)
         entry["mlp_out"] = out = {}
         scale = np.abs(out_w).max(initial=0.0)
@@ -687,6 +714,37 @@ class _Lifting:
         for group in discretisers[1:]:
             self._pair(group, discretisers[0])
         self._check_relations()
+
+    def _constant_widths_read(self, reads: np.ndarray, heads: list[dict]) -> np.ndarray:
+        """`reads` [n, U] of an MLP with each SelectorWidth whose width the
+        probes hold constant read back from its head. tracr's SelectorWidth
+        head writes x = 1/(width+1) (it attends to BOS and reads BOS as its
+        value) and its MLP discretises x (`_width_steps`). Where the width is
+        constant, x is c times `one` on every state, the reads are free along
+        that relation, and the sparsest read takes each unit's L x from `one`
+        alone: an MLP reading nothing the reader can name."""
+        tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        nonzero = np.abs(reads) > tol
+        from_one = np.flatnonzero(nonzero[self.one] & (nonzero.sum(axis=0) == 1))
+        for entry in heads:
+            value_rows = np.flatnonzero(
+                np.abs(entry["value"]).max(axis=1) > ZERO * np.abs(entry["value"]).max()
+            )
+            if len(entry["dims"]) != 1 or value_rows.tolist() != [self.bos]:
+                continue
+            (width_dir,) = entry["dims"]
+            code = self.codes[width_dir]
+            if nonzero[width_dir].any() or np.ptp(code) > CODE_TOL or not len(from_one):
+                continue
+            steps = _width_steps(reads[self.one, from_one], float(code[0]), self.model.spec.max_seq_len, tol)
+            if steps is None:
+                continue
+            slope, units = steps
+            columns = from_one[units]
+            reads[width_dir, columns] = slope
+            reads[self.one, columns] -= slope * code[0]
+            from_one = np.setdiff1d(from_one, columns)
+        return reads
 
     def _cleaning(
         self, rows: np.ndarray, active: np.ndarray, first_writer: int, tol: float

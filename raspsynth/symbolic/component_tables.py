@@ -30,6 +30,7 @@ from raspsynth.symbolic.probing import (
     mlp_response,
     residual_vectors,
     value_response,
+    width_response,
 )
 from raspsynth.symbolic.residual_structure import Component, Structure
 from raspsynth.tracr_bridge.model import Model
@@ -247,8 +248,9 @@ def _widths(model, structure: Structure, component: Component) -> dict[int, int]
     layer = model.layers[component.layer]
     out = structure.block(component.name)
     max_width = model.spec.max_seq_len
-    rows = [{**_one(structure), component.attention_dim: 1.0 / (w + 1)} for w in range(max_width + 1)]
-    response = mlp_response(layer, residual_vectors(model.d_model, rows))[:, list(out.dims)]
+    response = width_response(layer, model.d_model, structure.one_dim, component.attention_dim, max_width)[
+        :, list(out.dims)
+    ]
     if out.encoding == "numerical":
         if not np.allclose(response[:, 0], np.arange(max_width + 1), atol=1e-2):
             raise NotTracrStructured(f"{component.name} does not output the selector's width")

@@ -44,6 +44,17 @@ def mlp_response(layer: LayerWeights, x: np.ndarray) -> np.ndarray:
     return hidden @ layer.mlp_out_w + layer.mlp_out_b
 
 
+def width_response(
+    layer: LayerWeights, d_model: int, one_dim: int | None, attention_dim: int, max_seq_len: int
+) -> np.ndarray:
+    """What a SelectorWidth's MLP writes [max_seq_len + 1, D] when its head
+    writes 1/(w+1) into `attention_dim`, for each width w (tracr's encoding
+    of the width before the MLP turns it into the width)."""
+    one = {} if one_dim is None else {one_dim: 1.0}
+    rows = [{**one, attention_dim: 1.0 / (w + 1)} for w in range(max_seq_len + 1)]
+    return mlp_response(layer, residual_vectors(d_model, rows))
+
+
 def attention_score(head: HeadWeights, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Pre-softmax scores [..., Nq, Nk] between query and key residual vectors
     [..., N, D] (a batch of sequences, or one set of each)."""

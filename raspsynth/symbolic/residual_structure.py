@@ -42,6 +42,7 @@ from raspsynth.symbolic.probing import (
     nonzero_cols,
     nonzero_rows,
     residual_vectors,
+    width_response,
 )
 from raspsynth.tracr_bridge.model import Model
 
@@ -270,7 +271,7 @@ class _StructureReader:
                 atoms.append(atom)
         for dim, members in width_units.items():
             cleaners = [u for u in bos_cleaners if writes[u, dim]]
-            self._finish_width(index, self.pending_widths[dim], members, cleaners, writes)
+            self._finish_width(layer, self.pending_widths[dim], members, cleaners, writes)
         self.pending_widths = {}
         groups: dict[tuple[str, ...], list[tuple[int, ...]]] = {}
         for atom in atoms:
@@ -292,14 +293,26 @@ class _StructureReader:
             self.components.append(Component(name, "mlp", index, inputs, hidden_units=units_))
             self._add(Block(name, dims, encoding, name))
 
-    def _finish_width(self, index, head: Component, members: list[int], cleaners: list[int], writes) -> None:
+    def _finish_width(self, layer, head: Component, members: list[int], cleaners: list[int], writes) -> None:
         out = frozenset(np.nonzero(writes[members].any(axis=0))[0].tolist()) - {head.attention_dim}
         if not out or out & self.dim_block.keys():
             raise NotTracrStructured(f"{head.name} has no MLP writing its width")
-        encoding = "categorical" if len(out) > 1 else "numerical"
+        encoding = (
+            "categorical" if len(out) > 1 or not self._writes_width(layer, head, min(out)) else "numerical"
+        )
         component = dataclasses.replace(head, hidden_units=tuple(sorted(members + cleaners)))
         self.components.append(component)
         self._add(Block(head.name, tuple(sorted(out)), encoding, head.name))
+
+    def _writes_width(self, layer, head: Component, dim: int) -> bool:
+        """Whether the SelectorWidth's MLP writes the width w itself into `dim`
+        (a numerical SelectorWidth), not 1 at the widths of one value: a
+        categorical one of which a projection kept one value (the others
+        were never held, and their directions are gone)."""
+        response = width_response(
+            layer, self.model.d_model, self.one_dim, head.attention_dim, self.model.spec.max_seq_len
+        )
+        return bool(np.allclose(response[:, dim], np.arange(len(response)), atol=1e-2))
 
     def _observations(self) -> ResidualObservations:
         if self._observed is None:

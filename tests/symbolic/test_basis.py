@@ -9,7 +9,7 @@ import pytest
 
 import raspsynth
 from raspsynth.errors import NotTracrStructured
-from raspsynth.symbolic.basis import _categorical_values, _unit_lines, recover_basis
+from raspsynth.symbolic.basis import _categorical_values, _unit_lines, _width_steps, recover_basis
 from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.residual_structure import read_structure
 from raspsynth.tracr_bridge import compile_program
@@ -201,3 +201,50 @@ def test_a_map_of_a_blending_width_keeps_its_values(kind):
     model = compile_program(small, {0, 1}, 10)
     lifted = recover_basis(_change(model, kind, seed=8))
     assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+
+
+def _constant_width_model():
+    # Select FALSE: every width is 0. Under the lossless projection the head's
+    # output 1/(0+1) is `one` on every state, and no state holds any other width.
+    from tracr.rasp import rasp
+
+    never = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.FALSE)))
+    out = rasp.categorical(rasp.Map(lambda x: x + 1, never))
+    return compile_program(out, {0, 1, 2}, 4)
+
+
+def test_width_steps_find_tracr_s_slope():
+    # The pre-activations tracr's own SelectorWidth MLP computes at a constant
+    # head output x: the fit gives back its large number (100), and every
+    # unit but the start.
+    model = _constant_width_model().permuted(1)
+    width = next(c for c in read_structure(model).components if c.kind == "selector_width")
+    layer = model.layers[width.layer]
+    live = [t for t in model.spec.input_vocab if t != model.spec.pad]
+    rows = model.token_embed[[model.spec.input_vocab.index(t) for t in live]]
+    one = next(d for d in range(model.d_model) if (rows[:, d] == 1).all())
+    # The start and the step pairs: the units reading `one` (the cleaner reads BOS).
+    units = np.array([u for u in width.hidden_units if layer.mlp_in_w[one, u] != 0])
+    steps_want = sorted(u for u in units if layer.mlp_in_w[width.attention_dim, u] != 0)
+    for x in (1.0, 1 / 3):
+        intercepts = x * layer.mlp_in_w[width.attention_dim, units] + layer.mlp_in_w[one, units]
+        steps = _width_steps(intercepts, x, model.spec.max_seq_len, 1e-4)
+        assert steps is not None
+        slope, found = steps
+        assert slope == pytest.approx(100.0)
+        assert sorted(units[found]) == steps_want
+    assert _width_steps(np.array([1.0, 5.0, 9.0]), 1.0, 4, 1e-4) is None
+
+
+def test_a_constant_selector_width_is_read_after_a_projection():
+    # The projection keeps only width 0: its MLP reads `one` alone in the
+    # sparsest form until the width's slope is fitted, and writes one value.
+    model = _constant_width_model()
+    projected = model.compressed("lossless", seed=7)
+    structure = read_structure(recover_basis(projected))
+    (width,) = [c for c in structure.components if c.kind == "selector_width"]
+    assert structure.block(width.name).encoding == "categorical"
+    res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
+    seqs = probe_inputs(model)
+    assert model.run(seqs) == [[1] * len(s) for s in seqs]  # width 0 everywhere, plus one
