@@ -20,7 +20,10 @@ How:
   taken modulo everything written before. A discretising MLP's steps join
   by the one number they read, and take a `start` unit each
   (`_with_discretising_starts`); the unit that clears SelectorWidths at BOS
-  is lifted after them, as a multiple of what the layer holds there. When
+  is lifted after them, as a multiple of what the layer holds there. A
+  SelectorWidth whose width the probes hold constant writes 1/(w+1) as a
+  multiple of `one`; its MLP is read back from the head with the slope that
+  puts its steps on tracr's thresholds (`_width_steps`). When
   every unit of a group writes the same row, it is one value; when its
   outputs on the probe inputs are all multiples of one vector, one numerical
   SOp. Otherwise its values are whole numbers of its unit rows' lines

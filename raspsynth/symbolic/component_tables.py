@@ -27,6 +27,7 @@ from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.probing import (
     ResidualObservations,
     attention_score,
+    counts_widths,
     mlp_response,
     residual_vectors,
     value_response,
@@ -252,7 +253,7 @@ def _widths(model, structure: Structure, component: Component) -> dict[int, int]
         :, list(out.dims)
     ]
     if out.encoding == "numerical":
-        if not np.allclose(response[:, 0], np.arange(max_width + 1), atol=1e-2):
+        if not counts_widths(response[:, 0]):
             raise NotTracrStructured(f"{component.name} does not output the selector's width")
         return {}
     widths = {}

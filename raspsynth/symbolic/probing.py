@@ -55,6 +55,12 @@ def width_response(
     return mlp_response(layer, residual_vectors(d_model, rows))
 
 
+def counts_widths(written: np.ndarray) -> bool:
+    """Whether one output dimension of `width_response` [max_seq_len + 1]
+    holds the width w itself at every w (a numerical SelectorWidth)."""
+    return bool(np.allclose(written, np.arange(len(written)), atol=1e-2))
+
+
 def attention_score(head: HeadWeights, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Pre-softmax scores [..., Nq, Nk] between query and key residual vectors
     [..., N, D] (a batch of sequences, or one set of each)."""

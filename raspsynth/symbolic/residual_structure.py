@@ -38,6 +38,7 @@ from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.probing import (
     WEIGHT_EPS,
     ResidualObservations,
+    counts_widths,
     mlp_response,
     nonzero_cols,
     nonzero_rows,
@@ -312,7 +313,7 @@ class _StructureReader:
         response = width_response(
             layer, self.model.d_model, self.one_dim, head.attention_dim, self.model.spec.max_seq_len
         )
-        return bool(np.allclose(response[:, dim], np.arange(len(response)), atol=1e-2))
+        return counts_widths(response[:, dim])
 
     def _observations(self) -> ResidualObservations:
         if self._observed is None:
