@@ -86,6 +86,11 @@ def _axis_aligned(model: Model) -> bool:
     return bool(np.all((np.abs(embeds) <= ZERO) | (np.abs(embeds - 1) <= ZERO)))
 
 
+def _zero_of(weights: np.ndarray) -> float:
+    """The size below which an entry of `weights` is zero: ZERO of the largest."""
+    return ZERO * max(np.abs(weights).max(initial=0.0), 1e-30)
+
+
 def _norms(rows: np.ndarray) -> np.ndarray:
     return np.sqrt((rows * rows).sum(axis=-1))
 
@@ -479,7 +484,7 @@ class _Lifting:
         along the relations to as many zero rows as possible."""
         reads = np.stack(self.dirs) @ weights.astype(np.float64)
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
-        tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        tol = _zero_of(reads)
         for _ in range(2):
             for rows, coefs in self.relations + self.pairings:
                 check_deadline(self.deadline)
@@ -652,7 +657,7 @@ class _Lifting:
         # tracr's SelectorWidths share a unit that reads BOS alone and clears
         # their outputs there: it writes into every one of them, so it would
         # join them in one matroid component. It is lifted after them.
-        read_tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        read_tol = _zero_of(reads)
         reading = np.abs(reads) > read_tol
         cleaners = [u for u in np.flatnonzero(live) if set(np.flatnonzero(reading[:, u])) == {self.bos}]
         rest = [u for u in range(len(out_w)) if u not in cleaners]
@@ -669,7 +674,7 @@ class _Lifting:
             edges, unit_scale = _unit_lines(out_w[units], tol)
             # Distinct writes are distinct counts of the edges (fewer columns).
             counts = shown_hidden[:, units] @ unit_scale
-            shown = _distinct_rows(counts, ZERO * max(np.abs(counts).max(initial=0.0), 1e-30)) @ edges
+            shown = _distinct_rows(counts, _zero_of(counts)) @ edges
             wscale = max(np.abs(shown).max(initial=0.0), scale)
             reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
             if len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):
@@ -726,14 +731,14 @@ class _Lifting:
         constant, x is c times `one` on every state, the reads are free along
         that relation, and the sparsest read takes each unit's L x from `one`
         alone: an MLP reading nothing the reader can name."""
-        tol = ZERO * max(np.abs(reads).max(initial=0.0), 1e-30)
+        tol = _zero_of(reads)
         nonzero = np.abs(reads) > tol
         from_one = np.flatnonzero(nonzero[self.one] & (nonzero.sum(axis=0) == 1))
         for entry in heads:
-            value_rows = np.flatnonzero(
-                np.abs(entry["value"]).max(axis=1) > ZERO * np.abs(entry["value"]).max()
-            )
-            if len(entry["dims"]) != 1 or value_rows.tolist() != [self.bos]:
+            if len(entry["dims"]) != 1:
+                continue
+            value_rows = np.flatnonzero(np.abs(entry["value"]).max(axis=1) > _zero_of(entry["value"]))
+            if value_rows.tolist() != [self.bos]:
                 continue
             (width_dir,) = entry["dims"]
             code = self.codes[width_dir]
@@ -892,5 +897,5 @@ def _clean(weights: np.ndarray) -> np.ndarray:
     """Entries below ZERO of the largest set to exactly zero (rounding left
     by the change of basis), so the reader sees tracr's sparsity."""
     out = weights.copy()
-    out[np.abs(out) <= ZERO * max(np.abs(out).max(initial=0.0), 1e-30)] = 0.0
+    out[np.abs(out) <= _zero_of(out)] = 0.0
     return out

@@ -218,11 +218,9 @@ def test_width_steps_find_tracr_s_slope():
     # head output x: the fit gives back its large number (100), and every
     # unit but the start.
     model = _constant_width_model().permuted(1)
-    width = next(c for c in read_structure(model).components if c.kind == "selector_width")
-    layer = model.layers[width.layer]
-    live = [t for t in model.spec.input_vocab if t != model.spec.pad]
-    rows = model.token_embed[[model.spec.input_vocab.index(t) for t in live]]
-    one = next(d for d in range(model.d_model) if (rows[:, d] == 1).all())
+    structure = read_structure(model)
+    width = next(c for c in structure.components if c.kind == "selector_width")
+    layer, one = model.layers[width.layer], structure.one_dim
     # The start and the step pairs: the units reading `one` (the cleaner reads BOS).
     units = np.array([u for u in width.hidden_units if layer.mlp_in_w[one, u] != 0])
     steps_want = sorted(u for u in units if layer.mlp_in_w[width.attention_dim, u] != 0)
