@@ -31,6 +31,13 @@ How:
   directions, and values no probe reached come from the weights.
 - Writes are re-expressed on the writer's own directions, exactly or not at
   all. Reads are the read maps applied to every direction written so far.
+- Interference: under a learned compression (writes through W, reads
+  through W^T) reads are off by up to a few 1e-2 of their scale, and the
+  directions obey the states' relations only as well. How far the indices'
+  directions miss summing to what the tokens' sum to measures it
+  (`Lifted.interference`); reads, dependencies among directions and the
+  reader's bits are then exact only to a margin of it, and verification of
+  the program against the model itself decides.
 - Gauge: the lifted states obey linear relations (the tokens sum to `one`; a
   categorical SOp's values sum to `one` except at BOS; two SelectorWidths of
   one layer hold one value each), so a read is fixed only up to shifts along
@@ -42,11 +49,13 @@ How:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.symbolic.probing import head_writes
-from raspsynth.symbolic.residual_structure import check_biases
+from raspsynth.symbolic.residual_structure import BIT_TOLERANCE, check_biases
 from raspsynth.tracr_bridge.model import HeadWeights, LayerWeights, Model
 from raspsynth.tracr_bridge.probes import probe_inputs
 
@@ -60,14 +69,47 @@ ZERO = 1e-5
 # position holds a direction: 0 or 1 for a categorical value) agree: float32
 # activations of size large_number (100) carry about 1e-5 of it.
 CODE_TOL = 1e-3
+# How many times the measured interference (`_Lifting.interference`) a read
+# or a dependency among directions may be off and still be taken as zero.
+NOISE_MARGIN = 4.0
+# The largest relative size of a combination of directions that are taken
+# as dependent (see `_Lifting._relate`): between rounding or a learned
+# compression's interference (at most a few 1e-2) and the size 1 that
+# independent directions give.
+DEPENDENT = 0.1
+# How far beyond the largest read error an MLP output may be from 0 or 1
+# and still be a bit: a unit sums a few reads, each off by up to that error.
+BIT_MARGIN = 4.0
 # Gauge candidates scored at once (bounds memory on wide blocks).
 _CANDIDATE_CHUNK = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Lifted:
+    """A model re-expressed in tracr's basis (`model`), and the interference
+    measured in the original (`interference`: 0 for a change of basis or a
+    projection up to rounding; a learned compression's relative read error).
+    The lifted weights carry the interference's errors: an MLP's categorical
+    output is a bit within `bit_tolerance` of 0 or 1."""
+
+    model: Model
+    interference: float
+
+    @property
+    def bit_tolerance(self) -> float:
+        # Below a quarter: still nearer a whole number than a blend halfway.
+        return min(max(BIT_TOLERANCE, BIT_MARGIN * NOISE_MARGIN * self.interference), 0.25)
 
 
 def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) -> Model:
     """`model` re-expressed with one residual dimension per SOp value (see the
     module docstring); raises NotTracrStructured when that fails. Exact on the
     states the model visits on its probe inputs; verification decides the rest."""
+    return lift(model, seed, deadline).model
+
+
+def lift(model: Model, seed: int = 0, deadline: float | None = None) -> Lifted:
+    """`recover_basis`, with the interference it measured on the way."""
     check_biases(model)  # a change of basis keeps tracr's biases zero
     if _axis_aligned(model):
         # Lifting gives back the same layout: whatever the reader objected to, the basis is not it.
@@ -77,7 +119,7 @@ def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) ->
     for index, layer in enumerate(model.layers):
         lifting.lift_attention(index, layer)
         lifting.lift_mlp(index, layer)
-    return lifting.lifted_model()
+    return Lifted(lifting.lifted_model(), lifting.interference)
 
 
 def _axis_aligned(model: Model) -> bool:
@@ -432,7 +474,7 @@ class _Lifting:
         """The residual before sublayer `stage`, one row per visited position."""
         return np.concatenate([s[stage].reshape(-1, s.shape[-1]) for _, s in self.batches]).astype(np.float64)
 
-    def _relate(self, group: list[int]) -> None:
+    def _relate(self, group: list[int]) -> float | None:
         """Record how a categorical group's values sum, if they sum to `one`
         at every position but BOS (where tracr leaves 0, or -1 where two
         SelectorWidths share their cleaner)."""
@@ -440,20 +482,25 @@ class _Lifting:
         one, bos = self.codes[self.one], self.codes[self.bos]
         at_bos = np.unique(np.round(total[bos > 0.5] / CODE_TOL) * CODE_TOL)
         if len(at_bos) > 1:
-            return
+            return None
         k = 1.0 - (at_bos[0] if len(at_bos) else 0.0)  # total + k * bos = one
         if np.abs(total + k * bos - one).max() > CODE_TOL:
-            return
+            return None
         rows, coefs = tuple(group) + (self.one,), (1.0,) * len(group) + (-1.0,)
         if abs(k) > CODE_TOL:  # (the tokens hold BOS themselves)
             rows, coefs = rows + (self.bos,), coefs + (k,)
         # In a full-rank basis every read of a categorical value is already
         # tracr's: only where the directions obey the relation too, or the
         # residual is a projection (reads known only up to the relations its
-        # states obey), is a read free along it.
+        # states obey), is a read free along it. "Obey": the combination is
+        # small beside the length it would have were the directions
+        # independent (about 1 in a full-rank basis; rounding under a
+        # projection; the interference under a learned compression).
         lhs = np.sum([c * self.dirs[d] for d, c in zip(rows, coefs)], axis=0)
-        if self.projected or _norms(lhs) <= ZERO * _norms(self.dirs[self.one]) * len(rows):
+        violation = _norms(lhs) / np.sqrt(sum(c * c * _norms(self.dirs[d]) ** 2 for d, c in zip(rows, coefs)))
+        if self.projected or violation <= DEPENDENT:
             self.relations.append((rows, coefs))
+        return float(violation)
 
     def _lift_embeddings(self, ids: np.ndarray, positions: np.ndarray) -> None:
         model, spec = self.model, self.model.spec
@@ -473,10 +520,17 @@ class _Lifting:
         self.indices = [self._add(pos[i], positions == i, writer=2) for i in range(1, len(pos))]
         self.projected = False
         self._relate([self.tokens[t] for t in live])
-        self._relate(self.indices)
+        violation = self._relate(self.indices)
         # The indices sum to what the tokens sum to only under a projection
         # onto the visited states (the tokens' relation holds by construction).
         self.projected = len(self.relations) > 1
+        # How far they miss it there measures the interference: a learned
+        # compression's W W^T is the identity on the visited states only as
+        # far as training made it, and along what no state visits not at all.
+        # Reads carry errors of that relative size, and dependencies among
+        # directions hold to it.
+        self.interference = violation if self.projected and violation is not None else 0.0
+        self.zero = max(ZERO, NOISE_MARGIN * self.interference)
 
     # -- reads ----------------------------------------------------------------
     def reads(self, weights: np.ndarray) -> np.ndarray:
@@ -484,7 +538,8 @@ class _Lifting:
         along the relations to as many zero rows as possible."""
         reads = np.stack(self.dirs) @ weights.astype(np.float64)
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
-        tol = _zero_of(reads)
+        # Interference in a column is relative to what that column reads.
+        tol = np.maximum(_zero_of(reads), self.zero * np.abs(reads).max(axis=0))
         for _ in range(2):
             for rows, coefs in self.relations + self.pairings:
                 check_deadline(self.deadline)
@@ -492,9 +547,10 @@ class _Lifting:
         if self.projected:
             # There the sparsest read may not be tracr's.
             reads = self._fewest_writers(reads, tol)
+        reads[np.abs(reads) <= tol] = 0.0
         return reads
 
-    def _fewest_writers(self, reads: np.ndarray, tol: float) -> np.ndarray:
+    def _fewest_writers(self, reads: np.ndarray, tol: np.ndarray) -> np.ndarray:
         """`reads` with writers dropped from the whole matrix while that can
         be done column by column along one relation without reading anything
         new. tracr's query, key or MLP reads its SOps in every column (and
@@ -505,7 +561,7 @@ class _Lifting:
         relations = [(list(rows), np.array(coefs)) for rows, coefs in self.relations]
         while True:
             check_deadline(self.deadline)
-            union = set(writer[np.abs(reads).max(axis=1) > tol].tolist())
+            union = set(writer[(np.abs(reads) > tol).any(axis=1)].tolist())
             # `one` stays: tracr reads a constant from it, never as every
             # token (or index) alike.
             for w in sorted(union - {0}):
@@ -523,7 +579,7 @@ class _Lifting:
         allowed: set[int],
         writer: np.ndarray,
         relations: list[tuple[list[int], np.ndarray]],
-        tol: float,
+        tol: np.ndarray,
     ) -> np.ndarray | None:
         """`reads` with every column that reads writer `w` shifted along one
         relation so that it no longer does, reading only `allowed` writers;
@@ -535,14 +591,14 @@ class _Lifting:
             for rows, sign in relations:
                 inside = [i for i, r in enumerate(rows) if own[r]]
                 outside = np.setdiff1d(np.flatnonzero(own), np.array(rows)[inside])
-                if not inside or (np.abs(column[outside]) > tol).any():
+                if not inside or (np.abs(column[outside]) > tol[k]).any():
                     continue
                 shifts = -column[np.array(rows)[inside]] / sign[inside]
-                if np.ptp(shifts) > tol:
+                if np.ptp(shifts) > tol[k]:
                     continue
                 moved = column.copy()
                 moved[rows] += sign * shifts[0]
-                if set(writer[np.abs(moved) > tol].tolist()) <= allowed:
+                if set(writer[np.abs(moved) > tol[k]].tolist()) <= allowed:
                     trial[:, k] = moved
                     break
             else:
@@ -556,7 +612,7 @@ class _Lifting:
         basis = np.stack([self.dirs[d] for d in group])
         coef = rows @ np.linalg.pinv(basis)
         scale = max(np.abs(rows).max(initial=0.0), 1e-30)
-        if np.abs(coef @ basis - rows).max(initial=0.0) > 10 * ZERO * scale:
+        if np.abs(coef @ basis - rows).max(initial=0.0) > 10 * self.zero * scale:
             raise NotTracrStructured(f"{where} writes outside the directions of its values")
         return coef
 
@@ -650,9 +706,9 @@ class _Lifting:
         shown_hidden = np.maximum(shown_pre, 0.0)
         known = list(range(len(self.dirs)))
         _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
-        span = vt[s > ZERO * s.max()]
+        span = vt[s > self.zero * s.max()]
         beyond = out_w - (out_w @ span.T) @ span
-        tol = ZERO * scale * np.sqrt(out_w.shape[1])
+        tol = self.zero * scale * np.sqrt(out_w.shape[1])
         live = _norms(out_w) > tol
         # tracr's SelectorWidths share a unit that reads BOS alone and clears
         # their outputs there: it writes into every one of them, so it would

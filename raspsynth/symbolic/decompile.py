@@ -26,7 +26,7 @@ from collections.abc import Hashable
 from raspsynth.errors import BudgetSpent, NotTracrStructured, check_deadline
 from raspsynth.program.canonical import apply_ignoring_errors
 from raspsynth.program.ir import Fn, Op, Program, ProgramError
-from raspsynth.symbolic.basis import recover_basis
+from raspsynth.symbolic.basis import lift
 from raspsynth.symbolic.component_tables import AttentionTable, MlpTable, component_tables
 from raspsynth.symbolic.residual_structure import Component, Structure, read_structure
 from raspsynth.symbolic.value_semantics import (
@@ -104,8 +104,8 @@ def _read_in_any_basis(model: Model, deadline: float | None) -> tuple[Model, Str
         return model, read_structure(model)
     except NotTracrStructured as as_given:
         try:
-            lifted = recover_basis(model, deadline=deadline)
-            return lifted, read_structure(lifted)
+            lifted = lift(model, deadline=deadline)
+            return lifted.model, read_structure(lifted.model, lifted.bit_tolerance)
         except NotTracrStructured as lifted_error:
             raise NotTracrStructured(f"{as_given}; in a recovered basis: {lifted_error}") from None
 

@@ -118,10 +118,13 @@ class Structure:
         return _without_special(self.block(name).dims, self.bos_dim, self.pad_dim)
 
 
-def read_structure(model: Model) -> Structure:
-    """The model's blocks and dataflow; raises NotTracrStructured if it has none."""
+def read_structure(model: Model, bit_tolerance: float = BIT_TOLERANCE) -> Structure:
+    """The model's blocks and dataflow; raises NotTracrStructured if it has none.
+    `bit_tolerance`: how far an MLP output may be from 0 or 1 and still be a
+    categorical value's bit (larger for a model lifted through interference,
+    `basis.Lifted.bit_tolerance`)."""
     check_biases(model)
-    reader = _StructureReader(model)
+    reader = _StructureReader(model, bit_tolerance)
     for index, layer in enumerate(model.layers):
         reader.read_attention(index, layer)
         reader.read_mlp(index, layer)
@@ -141,8 +144,9 @@ def check_biases(model: Model) -> None:
 class _StructureReader:
     """Walks the layers in order, growing the known blocks."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, bit_tolerance: float = BIT_TOLERANCE) -> None:
         self.model = model
+        self.bit_tolerance = bit_tolerance
         self.blocks: dict[str, Block] = {}
         self.dim_block: dict[int, str] = {}
         self.components: list[Component] = []
@@ -348,7 +352,7 @@ class _StructureReader:
         fires: dict[tuple[int, ...], frozenset[int]] = {}
         for atom, dims in atom_dims.items():
             values = response[:, list(dims)]
-            bits = np.abs(values - np.round(values)) < BIT_TOLERANCE
+            bits = np.abs(values - np.round(values)) < self.bit_tolerance
             binary = bits.all() and set(np.round(values).ravel().tolist()) <= {0.0, 1.0}
             if binary and (np.round(values).sum(axis=1) <= 1).all():
                 fires[atom] = frozenset(np.nonzero(np.round(values).sum(axis=1))[0].tolist())
