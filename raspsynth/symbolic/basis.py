@@ -477,7 +477,9 @@ class _Lifting:
     def _relate(self, group: list[int]) -> float | None:
         """Record how a categorical group's values sum, if they sum to `one`
         at every position but BOS (where tracr leaves 0, or -1 where two
-        SelectorWidths share their cleaner)."""
+        SelectorWidths share their cleaner). Returns how far the directions
+        miss that sum, relative to the length it would have were they
+        independent; None where the values do not sum so."""
         total = np.sum([self.codes[d] for d in group], axis=0)
         one, bos = self.codes[self.one], self.codes[self.bos]
         at_bos = np.unique(np.round(total[bos > 0.5] / CODE_TOL) * CODE_TOL)
@@ -535,7 +537,8 @@ class _Lifting:
     # -- reads ----------------------------------------------------------------
     def reads(self, weights: np.ndarray) -> np.ndarray:
         """`weights` [D, K] read from every direction so far [n, K], shifted
-        along the relations to as many zero rows as possible."""
+        along the relations to as many zero rows as possible, and entries
+        within the interference of their column's scale set to zero."""
         reads = np.stack(self.dirs) @ weights.astype(np.float64)
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
         # Interference in a column is relative to what that column reads.
