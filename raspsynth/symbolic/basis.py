@@ -98,7 +98,7 @@ class Lifted:
     @property
     def bit_tolerance(self) -> float:
         # Below a quarter: still nearer a whole number than a blend halfway.
-        return min(max(BIT_TOLERANCE, BIT_MARGIN * NOISE_MARGIN * self.interference), 0.25)
+        return min(max(BIT_TOLERANCE, BIT_MARGIN * _zero_under(self.interference)), 0.25)
 
 
 def recover_basis(model: Model, seed: int = 0, deadline: float | None = None) -> Model:
@@ -126,6 +126,12 @@ def _axis_aligned(model: Model) -> bool:
     """Whether the embeddings are tracr's own: every entry 0 or 1."""
     embeds = np.concatenate([model.token_embed.ravel(), model.pos_embed.ravel()])
     return bool(np.all((np.abs(embeds) <= ZERO) | (np.abs(embeds - 1) <= ZERO)))
+
+
+def _zero_under(interference: float) -> float:
+    """The relative size below which a read, or a combination of directions,
+    is zero where reads carry `interference` (`ZERO` without any)."""
+    return max(ZERO, NOISE_MARGIN * interference)
 
 
 def _zero_of(weights: np.ndarray) -> float:
@@ -532,7 +538,7 @@ class _Lifting:
         # Reads carry errors of that relative size, and dependencies among
         # directions hold to it.
         self.interference = violation if self.projected and violation is not None else 0.0
-        self.zero = max(ZERO, NOISE_MARGIN * self.interference)
+        self.zero = _zero_under(self.interference)
 
     # -- reads ----------------------------------------------------------------
     def reads(self, weights: np.ndarray) -> np.ndarray:
