@@ -144,6 +144,14 @@ def assign_values(
     for block in structure.blocks:
         if block.encoding == "categorical" and not set(block.dims) <= values.keys():
             raise NotTracrStructured(f"no value for some dimensions of {block.name}")
+    for component in structure.components:
+        table = tables[component.name]
+        if isinstance(table, AttentionTable) and not {d for pair in table.selects for d in pair} <= {
+            None,
+            *values,
+        }:
+            # tracr's Select compares categorical values only.
+            raise NotTracrStructured(f"{component.name} compares dimensions that hold no categorical value")
     if solver_timeout_ms is not None:
         _repair_predicates(structure, tables, values, how, solver_timeout_ms, deadline)
     return ValueAssignment(values, how)

@@ -84,3 +84,22 @@ def test_the_widest_selector_width_is_read_where_tracr_blurs_it():
     (widths,) = [t.widths for t in decompiled.tables.values() if getattr(t, "widths", None)]
     assert sorted(widths.values()) == list(range(11))
     assert verify(decompiled.program, model, probe_inputs(model)).verified
+
+
+def test_a_select_read_from_a_misread_block_gives_a_reason_not_an_exception():
+    """Under a projection this program's layer-2 query was misread as a
+    numerical block, which holds no value for a predicate to compare: that
+    raised a bare KeyError from the predicate tables."""
+    from tracr.rasp import rasp
+
+    v0 = rasp.categorical(rasp.Map(lambda x: x != 3, rasp.indices, simplify=False))
+    v1 = rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) or bool(y), rasp.indices, v0))
+    v2 = rasp.categorical(rasp.SequenceMap(lambda x, y: x <= y, rasp.tokens, v1))
+    v4 = rasp.categorical(rasp.Aggregate(rasp.Select(rasp.indices, v1, rasp.Comparison.EQ), rasp.tokens))
+    program = rasp.categorical(rasp.SequenceMap(lambda x, y: x <= y, v2, v4))
+    model = compile_program(program, {0, 1, 2, 3, 4}, 5).compressed("lossless", seed=11)
+    decompiled = decompile_structure(model)
+    if not decompiled.recognised:
+        assert decompiled.reason.startswith("not recognisable as tracr-structured")
+    else:
+        assert verify(decompiled.program, model).verified
