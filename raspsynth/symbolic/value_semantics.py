@@ -146,10 +146,10 @@ def assign_values(
             raise NotTracrStructured(f"no value for some dimensions of {block.name}")
     for component in structure.components:
         table = tables[component.name]
-        if isinstance(table, AttentionTable) and not {d for pair in table.selects for d in pair} <= {
-            None,
-            *values,
-        }:
+        if not isinstance(table, AttentionTable):
+            continue
+        compared = {d for pair in table.selects for d in pair if d is not None}
+        if not compared <= values.keys():
             # tracr's Select compares categorical values only.
             raise NotTracrStructured(f"{component.name} compares dimensions that hold no categorical value")
     if solver_timeout_ms is not None:
