@@ -67,6 +67,11 @@ class AttentionTable:
     copies: dict[int, int] | None = None
     widths: dict[int, int] | None = None
 
+    @property
+    def compared_dims(self) -> set[int]:
+        """The query and key dimensions the predicate compares."""
+        return {d for pair in self.selects for d in pair if d is not None}
+
 
 def component_tables(model: Model, structure: Structure) -> dict[str, MlpTable | AttentionTable]:
     """Component name -> its table."""

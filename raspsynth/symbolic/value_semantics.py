@@ -148,8 +148,7 @@ def assign_values(
         table = tables[component.name]
         if not isinstance(table, AttentionTable):
             continue
-        compared = {d for pair in table.selects for d in pair if d is not None}
-        if not compared <= values.keys():
+        if not table.compared_dims <= values.keys():
             # tracr's Select compares categorical values only.
             raise NotTracrStructured(f"{component.name} compares dimensions that hold no categorical value")
     if solver_timeout_ms is not None:
@@ -242,8 +241,7 @@ def _predicates_hold(structure: Structure, tables: dict, values: dict) -> bool:
         table = tables[component.name]
         if not isinstance(table, AttentionTable):
             continue
-        dims = {d for pair in table.selects for d in pair if d is not None}
-        if dims <= values.keys() and comparison_of(table.selects, values) is None:
+        if table.compared_dims <= values.keys() and comparison_of(table.selects, values) is None:
             return False
     return True
 
