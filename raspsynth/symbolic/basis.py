@@ -26,9 +26,13 @@ How:
   puts its steps on tracr's thresholds (`_width_steps`). When
   every unit of a group writes the same row, it is one value; when its
   outputs on the probe inputs are all multiples of one vector, one numerical
-  SOp. Otherwise its values are whole numbers of its unit rows' lines
-  (`_categorical_values`), so blends near a threshold never become
-  directions, and values no probe reached come from the weights.
+  SOp. A group whose lines carry no step (Maps, SequenceMaps) writes each
+  line as a value, its units their lines exactly; under a projection one
+  group can hold several SOps whose values sum alike, split by which values
+  positions hold together (`_exclusive_classes`). Otherwise its values are
+  whole numbers of its unit rows' lines (`_categorical_values`), so blends
+  near a threshold never become directions, and values no probe reached
+  come from the weights.
 - Writes are re-expressed on the writer's own directions, exactly or not at
   all. Reads are the read maps applied to every direction written so far.
 - Interference: under a learned compression (writes through W, reads
@@ -44,12 +48,17 @@ How:
   them, and a projection loses the shift altogether. Each column of a read
   is shifted to make as many of its entries zero as it can: tracr reads only
   what it uses. In a full-rank basis reads are already tracr's, and only
-  relations the directions obey too (or a start pairing) are used.
+  relations the directions obey too (or a start pairing) are used. Under a
+  projection tracr's read is the lifted one plus some combination of the
+  directions' dependencies (`_dependencies`): the exact search
+  `_fewest_writers` finds the one reading the fewest SOps, then the fewest
+  entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -80,6 +89,9 @@ DEPENDENT = 0.1
 # How far beyond the largest read error an MLP output may be from 0 or 1
 # and still be a bit: a unit sums a few reads, each off by up to that error.
 BIT_MARGIN = 4.0
+# The most writers besides `one` a read of tracr's reads: a SequenceMap's two
+# inputs, and BOS (the tokens) for a key.
+MAX_READ_WRITERS = 3
 # Gauge candidates scored at once (bounds memory on wide blocks).
 _CANDIDATE_CHUNK = 16
 
@@ -336,6 +348,22 @@ def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) ->
     return list(groups.values())
 
 
+def _exclusive_classes(held: np.ndarray) -> list[list[int]]:
+    """The values [N, E] (whether each position holds each) split into as
+    few SOps as hold one value at a time, greedily in order: a position holds
+    one value of each SOp, so two values held together are of two SOps."""
+    together = (held.T.astype(np.int64) @ held.astype(np.int64)) > 0
+    classes: list[list[int]] = []
+    for e in range(held.shape[1]):
+        for members in classes:
+            if not together[e, members].any():
+                members.append(e)
+                break
+        else:
+            classes.append([e])
+    return classes
+
+
 def _with_discretising_starts(
     groups: list[list[int]], hidden: np.ndarray, rows: np.ndarray, tol: float, number_reads: np.ndarray
 ) -> tuple[list[list[int]], int]:
@@ -541,78 +569,135 @@ class _Lifting:
         self.zero = _zero_under(self.interference)
 
     # -- reads ----------------------------------------------------------------
-    def reads(self, weights: np.ndarray) -> np.ndarray:
+    def reads(self, weights: np.ndarray, per_column: bool = False) -> np.ndarray:
         """`weights` [D, K] read from every direction so far [n, K], shifted
-        along the relations to as many zero rows as possible, and entries
-        within the interference of their column's scale set to zero."""
+        along the relations to as many zero rows as possible (under a
+        projection first to the fewest writers: `_fewest_writers`, over the
+        whole matrix or `per_column`), and entries within the interference of
+        their column's scale set to zero."""
         reads = np.stack(self.dirs) @ weights.astype(np.float64)
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
         # Interference in a column is relative to what that column reads.
         tol = np.maximum(_zero_of(reads), self.zero * np.abs(reads).max(axis=0))
+        if self.projected:
+            # There the sparsest read may not be tracr's.
+            reads = self._fewest_writers(reads, tol, per_column)
+        fewest = reads.copy()
         for _ in range(2):
             for rows, coefs in self.relations + self.pairings:
                 check_deadline(self.deadline)
                 reads[list(rows)] = _sparsest_shift(reads[list(rows)], np.array(coefs)[:, None], tol)
         if self.projected:
-            # There the sparsest read may not be tracr's.
-            reads = self._fewest_writers(reads, tol)
+            # Sparser along the relations, but never reading a writer more.
+            writer = np.array(self.writer)
+            for k, t in enumerate(tol):
+                if not set(writer[np.abs(reads[:, k]) > t]) <= set(writer[np.abs(fewest[:, k]) > t]) | {0}:
+                    reads[:, k] = fewest[:, k]
         reads[np.abs(reads) <= tol] = 0.0
         return reads
 
-    def _fewest_writers(self, reads: np.ndarray, tol: np.ndarray) -> np.ndarray:
-        """`reads` with writers dropped from the whole matrix while that can
-        be done column by column along one relation without reading anything
-        new. tracr's query, key or MLP reads its SOps in every column (and
-        `one`); where the indices sum to what the tokens sum to, a query of
-        every index alike reads `one` minus BOS in the sparsest form, two
-        writers where tracr reads one."""
+    def _fewest_writers(self, reads: np.ndarray, tol: np.ndarray, per_column: bool) -> np.ndarray:
+        """`reads` shifted along the directions' dependencies (`_dependencies`)
+        to read the fewest writers besides `one`: in the whole matrix (a
+        query, key, value or the unembed reads one SOp in every column), or
+        in each column (`per_column`: an MLP's units read their own SOps).
+        Exact: every set of at most MAX_READ_WRITERS writers is tried, the
+        smallest first, with one least-squares fit for all columns; among the
+        sets of the least size that fit, the one whose reads, made sparsest
+        along the relations inside it, have the fewest nonzero entries. A
+        projection smears tracr's reads along every dependency, two SOps one
+        MLP writes that sum alike included, and a sparsest shift along one
+        relation at a time does not undo that."""
+        deps = self._dependencies()
+        if not len(deps):
+            return reads
         writer = np.array(self.writer)
-        relations = [(list(rows), np.array(coefs)) for rows, coefs in self.relations]
-        while True:
-            check_deadline(self.deadline)
-            union = set(writer[(np.abs(reads) > tol).any(axis=1)].tolist())
-            # `one` stays: tracr reads a constant from it, never as every
-            # token (or index) alike.
-            for w in sorted(union - {0}):
-                trial = self._without_writer(reads, w, union - {w}, writer, relations, tol)
-                if trial is not None:
-                    reads = trial
-                    break
-            else:
-                return reads
+        nonzero = np.abs(reads) > tol
+        free = np.abs(deps).max(axis=0) > ZERO
+        candidates = sorted((set(writer[free]) | set(writer[nonzero.any(axis=1)])) - {0})
+        best = reads.copy()
+        best_count = np.full(reads.shape[1], np.iinfo(np.int64).max)
+        done = np.zeros(reads.shape[1], dtype=bool)
+        for size in range(MAX_READ_WRITERS + 1):
+            for chosen in itertools.combinations(candidates, size):
+                check_deadline(self.deadline)
+                allowed = np.isin(writer, (0,) + chosen)
+                shift, *_ = np.linalg.lstsq(deps[:, ~allowed].T, -reads[~allowed], rcond=None)
+                moved = reads + deps.T @ shift
+                moved[np.abs(moved) <= tol] = 0.0
+                fits = ~done & ~(moved[~allowed] != 0).any(axis=0)
+                if not fits.any() or (not per_column and not fits.all()):
+                    continue
+                moved = self._sparsest_inside(moved, allowed, deps, tol)
+                count = (moved != 0).sum(axis=0)
+                if not per_column:
+                    count = np.full_like(count, count.sum())
+                better = fits & (count < best_count)
+                best[:, better] = moved[:, better]
+                best_count[better] = count[better]
+            done |= best_count < np.iinfo(np.int64).max
+            if done.all():
+                break
+        return best
 
-    @staticmethod
-    def _without_writer(
-        reads: np.ndarray,
-        w: int,
-        allowed: set[int],
-        writer: np.ndarray,
-        relations: list[tuple[list[int], np.ndarray]],
-        tol: np.ndarray,
-    ) -> np.ndarray | None:
-        """`reads` with every column that reads writer `w` shifted along one
-        relation so that it no longer does, reading only `allowed` writers;
-        None where some column cannot."""
-        trial = reads.copy()
-        own = writer == w
-        for k in np.flatnonzero(np.abs(reads[own]).max(axis=0) > tol):
-            column = trial[:, k]
-            for rows, sign in relations:
-                inside = [i for i, r in enumerate(rows) if own[r]]
-                outside = np.setdiff1d(np.flatnonzero(own), np.array(rows)[inside])
-                if not inside or (np.abs(column[outside]) > tol[k]).any():
-                    continue
-                shifts = -column[np.array(rows)[inside]] / sign[inside]
-                if np.ptp(shifts) > tol[k]:
-                    continue
-                moved = column.copy()
-                moved[rows] += sign * shifts[0]
-                if set(writer[np.abs(moved) > tol[k]].tolist()) <= allowed:
-                    trial[:, k] = moved
-                    break
-            else:
-                return None
-        return trial
+    def _sparsest_inside(
+        self, reads: np.ndarray, allowed: np.ndarray, deps: np.ndarray, tol: np.ndarray
+    ) -> np.ndarray:
+        """`reads` shifted along the relations and the dependencies `deps`
+        among `allowed` rows alone to as many zero entries as possible
+        (`_sparsest_shift`): two SOps a column reads may sum alike."""
+        inside = [
+            (list(rows), np.array(coefs))
+            for rows, coefs in self.relations + self.pairings
+            if allowed[list(rows)].all()
+        ]
+        # Combinations of the dependencies that vanish outside `allowed`.
+        combos = np.eye(len(deps))
+        if (~allowed).any():
+            _, s, vt = np.linalg.svd(deps[:, ~allowed].T, full_matrices=True)
+            combos = vt[int((s > ZERO * max(s.max(initial=0.0), 1.0)).sum()) :]
+        for vector in combos @ deps:
+            rows = np.flatnonzero(np.abs(vector) > ZERO * np.abs(vector).max())
+            inside.append((rows.tolist(), vector[rows]))
+        reads = reads.copy()
+        for _ in range(2):
+            for rows, coefs in inside:
+                check_deadline(self.deadline)
+                reads[rows] = _sparsest_shift(reads[rows], coefs[:, None], tol)
+        reads[np.abs(reads) <= tol] = 0.0
+        return reads
+
+    def _dependencies(self) -> np.ndarray:
+        """[k, n]: a basis of the combinations of the directions so far that
+        vanish (relative size at most DEPENDENT, as in `_relate`) and that
+        their values obey at every visited position. Under a projection these
+        are what tracr's reads are known up to: its read differs from the
+        lifted one by a combination orthogonal to every state the model
+        visits at every stage, which projects to zero. (A relation the values
+        obey only from some stage on, as a SOp's values sum to `one` but at
+        BOS once it is written, keeps reads exact but is no such freedom:
+        its directions do not obey it.)"""
+        # PAD: no state holds it (its read is set to zero), and under a
+        # projection its direction is zero itself.
+        held = np.array([d for d in range(len(self.dirs)) if d != self.pad])
+        dirs = np.stack([self.dirs[d] for d in held])
+        lengths = np.maximum(_norms(dirs), 1e-30)
+        u, s, _ = np.linalg.svd(dirs / lengths[:, None], full_matrices=True)
+        singular = np.zeros(len(dirs))
+        singular[: len(s)] = s
+        null = np.zeros((int((singular <= DEPENDENT).sum()), len(self.dirs)))
+        null[:, held] = u[:, singular <= DEPENDENT].T / lengths[None, :]
+        if not len(null):
+            return null
+        null /= _norms(null)[:, None]
+        codes = np.stack([c if c.size else np.zeros(len(self.not_bos)) for c in self.codes])
+        u, s, _ = np.linalg.svd(null @ codes, full_matrices=False)
+        singular = np.zeros(len(null))
+        singular[: len(s)] = s
+        # Each value is whole within CODE_TOL, and under a learned compression
+        # the directions obey their relations only to the interference: a
+        # combination they obey misses zero by at most that at a position.
+        return u[:, singular <= max(CODE_TOL, self.zero) * np.sqrt(codes.shape[1])].T @ null
 
     # -- writers --------------------------------------------------------------
     def _on_directions(self, rows: np.ndarray, group: list[int], where: str) -> np.ndarray:
@@ -700,7 +785,9 @@ class _Lifting:
     def lift_mlp(self, index: int, layer: LayerWeights) -> None:
         where = f"MLP {index}"
         entry = self.layers[-1]
-        entry["mlp_in"] = reads = self._constant_widths_read(self.reads(layer.mlp_in_w), entry["heads"])
+        entry["mlp_in"] = reads = self._constant_widths_read(
+            self.reads(layer.mlp_in_w, per_column=True), entry["heads"]
+        )
         out_w = layer.mlp_out_w.astype(np.float64)
         entry["mlp_out"] = out = {}
         scale = np.abs(out_w).max(initial=0.0)
@@ -752,6 +839,23 @@ class _Lifting:
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 top = reps[_norms(reps).argmax()]
                 reps = top[None] / _norms(top)
+            elif not _has_steps(unit_scale):
+                # A Map's or SequenceMap's units each write one value whole:
+                # every line is a value, and each unit writes its scale of its
+                # line, exactly. (Lines of several SOps share a group only
+                # where a projection makes their values sum alike; what they
+                # show together there is no value, and a least-norm expression
+                # of the rows would spread over the dependent lines.)
+                held = hidden[:, units] @ unit_scale > 0.5
+                lines = []
+                for values in _exclusive_classes(held):
+                    writer = self._next_writer()
+                    lines += [(e, self._add(edges[e], np.zeros(len(self.not_bos)), writer)) for e in values]
+                    lifted_groups.append([d for _, d in lines[-len(values) :]])
+                order = [e for e, _ in lines]
+                coef = np.hstack([np.zeros((len(units), len(known))), unit_scale[:, order]])
+                self._write(out, units, known, [d for _, d in lines], coef, hidden)
+                continue
             else:
                 line = _line_from_reads(
                     number_reads[:, units], reads[self.one, units] + layer.mlp_in_b[units]

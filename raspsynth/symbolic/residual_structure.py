@@ -152,7 +152,9 @@ class _StructureReader:
         self.components: list[Component] = []
         self.pending_widths: dict[int, Component] = {}  # attention dim -> SelectorWidth head
         self._read_embeddings()
-        self.whole_ports, self.ports, self.one_hot_ports = _reader_ports(model, self.one_dim)
+        self.whole_ports, self.ports, self.one_hot_ports, self.sub_mlp_ports = _reader_ports(
+            model, self.one_dim
+        )
         self._observed: ResidualObservations | None = None
 
     # -- embeddings ---------------------------------------------------------
@@ -383,6 +385,8 @@ class _StructureReader:
             split = sum(bool(port & b) and not b <= port for port in self.whole_ports for b in blocks)
             split += sum(max(0, sum(bool(port & b) for b in blocks) - 1) for port in self.whole_ports)
             split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
+            # A sub-MLP reads at most two SOps.
+            split += sum(max(0, sum(bool(port & b) for b in blocks) - 2) for port in self.sub_mlp_ports)
             touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports)
             return (split, partial, len(numerical), touched)
 
@@ -462,23 +466,29 @@ def _one_hot_rows(column: np.ndarray, where: str) -> np.ndarray:
     return np.nonzero(column)[0]
 
 
-def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list]:
+def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, list]:
     """Sets of dimensions read together: (value reads and the unembed, which
     read whole SOps; query and key reads and MLP hidden units, which may read
     part of one; hidden units that read `one` -- SequenceMap ANDs, numerical
-    discretisers -- without `one`, which read one dimension of each SOp)."""
+    discretisers -- without `one`, which read one dimension of each SOp;
+    what each sub-MLP's hidden units (`_atoms`) read without `one`, which is
+    at most two SOps)."""
     whole = [nonzero_rows(model.unembed)]
-    partial, one_hot = [], []
+    partial, one_hot, sub_mlp = [], [], []
     for layer in model.layers:
         for head in layer.heads:
             whole.append(nonzero_rows(head.value_w @ head.output_w))
             partial += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
-        for col in (np.abs(layer.mlp_in_w) > WEIGHT_EPS).T:
+        reads = np.abs(layer.mlp_in_w) > WEIGHT_EPS
+        for col in reads.T:
             unit = frozenset(np.nonzero(col)[0].tolist())
             partial.append(unit)
             if one_dim is not None and one_dim in unit:
                 one_hot.append(unit - {one_dim})
-    return [p for p in whole if p], [p for p in partial if p], one_hot
+        writes = np.abs(layer.mlp_out_w) > WEIGHT_EPS
+        for atom in _atoms([u for u in range(len(writes)) if writes[u].any()], writes):
+            sub_mlp.append(frozenset(np.nonzero(reads[:, list(atom)].any(axis=1))[0].tolist()) - {one_dim})
+    return [p for p in whole if p], [p for p in partial if p], one_hot, [p for p in sub_mlp if p]
 
 
 def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:

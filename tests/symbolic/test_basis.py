@@ -12,6 +12,7 @@ from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.basis import (
     DEPENDENT,
     _categorical_values,
+    _exclusive_classes,
     _unit_lines,
     _width_steps,
     lift,
@@ -284,3 +285,44 @@ def test_a_learned_compression_is_read_through_its_interference(name):
     assert _shape(structure, sizes=False) == _shape(read_structure(model.permuted(1)), False)
     res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+def _two_sops_of_one_mlp():
+    # MLP 0 writes a Map of the indices and a SequenceMap of indices and
+    # tokens: both defined wherever there is a token, so under the lossless
+    # projection their values sum alike (d(early=F) + d(early=T) = d(less=F)
+    # + d(less=T)) and their directions join in one matroid component.
+    from tracr.rasp import rasp
+
+    early = rasp.categorical(rasp.Map(lambda x: x >= 2, rasp.indices))
+    less = rasp.categorical(rasp.SequenceMap(lambda x, y: x < y, rasp.indices, rasp.tokens))
+    both = rasp.categorical(rasp.SequenceMap(lambda x, y: x and y, early, less))
+    return compile_program(both, {0, 1, 2, 3}, 4)
+
+
+def test_two_sops_one_mlp_writes_come_apart_after_a_projection():
+    model = _two_sops_of_one_mlp()
+    projected = model.compressed("lossless", seed=3)
+    lifted = recover_basis(projected)
+    # Each value its own direction, written whole; the reads undo the
+    # projection's smear along their shared sum, so MLP 1 reads two SOps.
+    assert _shape(read_structure(lifted), sizes=False) == _shape(read_structure(model.permuted(1)), False)
+    seqs = probe_inputs(model)
+    assert model.run(seqs) == lifted.run(seqs)
+    res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
+
+
+def test_exclusive_classes_put_values_held_together_in_different_sops():
+    # Positions hold one value of each of two SOps: a (values 0, 1) and b
+    # (values 2, 3, 4); value 4 is held with a's value 1 only.
+    held = np.array(
+        [
+            [1, 0, 1, 0, 0],
+            [1, 0, 0, 1, 0],
+            [0, 1, 0, 1, 0],
+            [0, 1, 0, 0, 1],
+        ],
+        dtype=bool,
+    )
+    assert _exclusive_classes(held) == [[0, 1], [2, 3, 4]]
