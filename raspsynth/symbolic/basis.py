@@ -27,9 +27,9 @@ How:
   every unit of a group writes the same row, it is one value; when its
   outputs on the probe inputs are all multiples of one vector, one numerical
   SOp. A group whose lines carry no step (Maps, SequenceMaps) writes each
-  line as a value, its units their lines exactly; under a projection one
-  group can hold several SOps whose values sum alike, split by which values
-  positions hold together (`_exclusive_classes`). Otherwise its values are
+  line as a value, its units their lines exactly (under a projection one
+  group can hold several SOps whose values sum alike; the reader tells
+  them apart). Otherwise its values are
   whole numbers of its unit rows' lines (`_categorical_values`), so blends
   near a threshold never become directions, and values no probe reached
   come from the weights.
@@ -346,22 +346,6 @@ def _matroid_components(rows: np.ndarray, tol: float, deadline: float | None) ->
     for i in live:
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
-
-
-def _exclusive_classes(held: np.ndarray) -> list[list[int]]:
-    """The values [N, E] (whether each position holds each) split into as
-    few SOps as hold one value at a time, greedily in order: a position holds
-    one value of each SOp, so two values held together are of two SOps."""
-    together = (held.T.astype(np.int64) @ held.astype(np.int64)) > 0
-    classes: list[list[int]] = []
-    for e in range(held.shape[1]):
-        for members in classes:
-            if not together[e, members].any():
-                members.append(e)
-                break
-        else:
-            classes.append([e])
-    return classes
 
 
 def _with_discretising_starts(
@@ -845,16 +829,16 @@ class _Lifting:
                 # line, exactly. (Lines of several SOps share a group only
                 # where a projection makes their values sum alike; what they
                 # show together there is no value, and a least-norm expression
-                # of the rows would spread over the dependent lines.)
-                held = hidden[:, units] @ unit_scale > 0.5
-                lines = []
-                for values in _exclusive_classes(held):
-                    writer = self._next_writer()
-                    lines += [(e, self._add(edges[e], np.zeros(len(self.not_bos)), writer)) for e in values]
-                    lifted_groups.append([d for _, d in lines[-len(values) :]])
-                order = [e for e, _ in lines]
-                coef = np.hstack([np.zeros((len(units), len(known))), unit_scale[:, order]])
-                self._write(out, units, known, [d for _, d in lines], coef, hidden)
+                # of the rows would spread over the dependent lines. Which
+                # lines make which SOp the positions alone do not fix: two
+                # Maps of one input can be relabelled into two other Maps.
+                # Reads of one of them are told apart along the dependency
+                # inside the group: `_sparsest_inside`.)
+                writer = self._next_writer()
+                group = [self._add(edge, np.zeros(len(self.not_bos)), writer) for edge in edges]
+                coef = np.hstack([np.zeros((len(units), len(known))), unit_scale])
+                self._write(out, units, known, group, coef, hidden)
+                lifted_groups.append(group)
                 continue
             else:
                 line = _line_from_reads(

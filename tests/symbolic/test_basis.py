@@ -12,7 +12,6 @@ from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.basis import (
     DEPENDENT,
     _categorical_values,
-    _exclusive_classes,
     _unit_lines,
     _width_steps,
     lift,
@@ -311,18 +310,3 @@ def test_two_sops_one_mlp_writes_come_apart_after_a_projection():
     assert model.run(seqs) == lifted.run(seqs)
     res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
-
-
-def test_exclusive_classes_put_values_held_together_in_different_sops():
-    # Positions hold one value of each of two SOps: a (values 0, 1) and b
-    # (values 2, 3, 4); value 4 is held with a's value 1 only.
-    held = np.array(
-        [
-            [1, 0, 1, 0, 0],
-            [1, 0, 0, 1, 0],
-            [0, 1, 0, 1, 0],
-            [0, 1, 0, 0, 1],
-        ],
-        dtype=bool,
-    )
-    assert _exclusive_classes(held) == [[0, 1], [2, 3, 4]]
