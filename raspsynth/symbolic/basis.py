@@ -758,13 +758,38 @@ class _Lifting:
             codes = self._on_directions(written, group, f"L{index}.head{h}")
             for k, d in enumerate(group):
                 self.codes[d] = codes[:, k]
-            entry["dims"] = group
             # Exact on every output the head can reach: those are the images.
-            entry["out"] = output_w @ np.linalg.pinv(np.stack([self.dirs[d] for d in group]))
+            out = output_w @ np.linalg.pinv(np.stack([self.dirs[d] for d in group]))
+            entry["dims"], entry["out"] = self._unreached_copies(entry["value"], images, group, out)
         for entry in heads:
             if entry["dims"]:
                 self._relate(entry["dims"])
         self.layers.append({"heads": heads, "first_writer": entry_first_writer})
+
+    def _unreached_copies(
+        self, value: np.ndarray, images: np.ndarray, group: list[int], out: np.ndarray
+    ) -> tuple[list[int], np.ndarray]:
+        """A head's directions `group` and its writes on them `out` [k, g],
+        with a direction for each value it reads whose image a projection
+        lost: a value its output holds on no visited state (an Aggregate of
+        the indices whose selector never picks the last ones). tracr copies
+        every value it reads to one of its own; the copy gets a direction of
+        its own, zero in the compressed residual and held by no state,
+        written exactly from that value's read (the pseudo-inverse of the
+        reads)."""
+        if not self.projected:
+            return group, out
+        reads = np.flatnonzero(np.abs(value).max(axis=1) > _zero_of(value))
+        image_tol = ZERO * np.abs(images).max() * np.sqrt(images.shape[1])
+        lost = [k for k, r in enumerate(reads) if _norms(images[r]) <= image_tol]
+        if not lost or len(lost) == len(reads):
+            return group, out
+        copies = np.linalg.pinv(value[reads])[:, lost]  # [k, lost]
+        if np.abs(value[reads] @ copies - np.eye(len(reads))[:, lost]).max() > ZERO * np.sqrt(len(reads)):
+            return group, out  # not one value at a time: left to the reader to refuse
+        writer = self.writer[group[0]]
+        extra = [self._add(np.zeros_like(self.dirs[0]), np.zeros(len(self.not_bos)), writer) for _ in lost]
+        return group + extra, np.hstack([out, copies])
 
     def lift_mlp(self, index: int, layer: LayerWeights) -> None:
         where = f"MLP {index}"

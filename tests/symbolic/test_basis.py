@@ -310,3 +310,29 @@ def test_two_sops_one_mlp_writes_come_apart_after_a_projection():
     assert model.run(seqs) == lifted.run(seqs)
     res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+def _aggregate_of_unreached_values():
+    # The selector never picks the last two indices, so no state holds the
+    # copy's values 3 and 4: the projection leaves their directions zero,
+    # though the head reads those indices as values.
+    from tracr.rasp import rasp
+
+    two_back = rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 2)
+    earlier = rasp.categorical(rasp.Aggregate(two_back, rasp.indices, default=None))
+    upto = rasp.Select(rasp.indices, earlier, rasp.Comparison.LEQ)
+    odd = rasp.numerical(rasp.Map(lambda x: x % 2, rasp.tokens))
+    return compile_program(rasp.numerical(rasp.Aggregate(upto, odd, default=0)), {0, 1, 2}, 5)
+
+
+def test_a_copy_of_values_no_state_holds_is_read_after_a_projection():
+    model = _aggregate_of_unreached_values()
+    projected = model.compressed("lossless", seed=4)
+    lifted = recover_basis(projected)
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+    seqs = probe_inputs(model)
+    numerical = model.spec.numerical
+    for want, got in zip(model.run(seqs), lifted.run(seqs)):
+        assert all(values_equal(a, b, numerical=numerical) for a, b in zip(want, got))
+    res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
