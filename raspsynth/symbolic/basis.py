@@ -661,9 +661,11 @@ class _Lifting:
         obey only from some stage on, as a SOp's values sum to `one` but at
         BOS once it is written, keeps reads exact but is no such freedom:
         its directions do not obey it.)"""
-        # PAD: no state holds it (its read is set to zero), and under a
-        # projection its direction is zero itself.
-        held = np.array([d for d in range(len(self.dirs)) if d != self.pad])
+        # PAD and the copies of values no state holds (`_unreached_copies`):
+        # no state holds them, their reads are zero, and under a projection
+        # their directions are zero themselves (normalised, they would swamp
+        # every other dependency).
+        held = np.array([d for d in range(len(self.dirs)) if d != self.pad and _norms(self.dirs[d]) > 0])
         dirs = np.stack([self.dirs[d] for d in held])
         lengths = np.maximum(_norms(dirs), 1e-30)
         u, s, _ = np.linalg.svd(dirs / lengths[:, None], full_matrices=True)
