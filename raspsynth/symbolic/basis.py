@@ -201,13 +201,14 @@ def _categorical_values(
     tol: float,
     line: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The values a categorical MLP group writes, from its units' pre-
+    """The values a discretising MLP group writes, from its units' pre-
     activations [N, U] at non-BOS positions and the lines of their rows
-    (`_unit_lines`).
+    (`_unit_lines`, some line carrying a step: `_has_steps`).
 
     In every tracr MLP with a categorical output each line of unit rows
-    carries a whole number of its edge. A Map's or a SequenceMap's unit writes
-    its value once: every line is a value, reached or not. A discretising
+    carries a whole number of its edge. (A Map's or a SequenceMap's unit
+    writes its value once: every line is a value, reached or not; `lift_mlp`
+    takes those lines as they are.) A discretising
     MLP (numerical to categorical, SelectorWidth) writes its first value from
     a `start` unit and each step to the next value from a pair of units with
     opposite rows, 0 or 1 times. Only within 1/large_number of a threshold (a
@@ -217,12 +218,9 @@ def _categorical_values(
     fitted to the probes or, where the probes hold that number constant, from
     the weights: `line`, each unit's (slope, intercept) along it."""
     counts = [np.maximum(pre, 0.0) @ scale]  # how many of each edge every position writes
-    if not _has_steps(scale):
-        counts.append(np.eye(len(edges)))
-    else:
-        synthetic = _around_thresholds(_fitted_line(pre) or line)
-        if synthetic is not None:
-            counts.append(synthetic @ scale)
+    synthetic = _around_thresholds(_fitted_line(pre) or line)
+    if synthetic is not None:
+        counts.append(synthetic @ scale)
     counts = np.vstack(counts)
     # Counts are lifted values: whole within CODE_TOL. (+ 0.0 makes -0.0 a
     # 0.0, which np.unique would keep apart.)
@@ -566,11 +564,8 @@ class _Lifting:
         if self.projected:
             # There the sparsest read may not be tracr's.
             reads = self._fewest_writers(reads, tol, per_column)
-        fewest = reads.copy()
-        for _ in range(2):
-            for rows, coefs in self.relations + self.pairings:
-                check_deadline(self.deadline)
-                reads[list(rows)] = _sparsest_shift(reads[list(rows)], np.array(coefs)[:, None], tol)
+        fewest = reads
+        reads = self._sparsest_along(reads, self.relations + self.pairings, tol)
         if self.projected:
             # Sparser along the relations, but never reading a writer more.
             writer = np.array(self.writer)
@@ -631,9 +626,7 @@ class _Lifting:
         among `allowed` rows alone to as many zero entries as possible
         (`_sparsest_shift`): two SOps a column reads may sum alike."""
         inside = [
-            (list(rows), np.array(coefs))
-            for rows, coefs in self.relations + self.pairings
-            if allowed[list(rows)].all()
+            (rows, coefs) for rows, coefs in self.relations + self.pairings if allowed[list(rows)].all()
         ]
         # Combinations of the dependencies that vanish outside `allowed`.
         combos = np.eye(len(deps))
@@ -643,12 +636,19 @@ class _Lifting:
         for vector in combos @ deps:
             rows = np.flatnonzero(np.abs(vector) > ZERO * np.abs(vector).max())
             inside.append((rows.tolist(), vector[rows]))
+        reads = self._sparsest_along(reads, inside, tol)
+        reads[np.abs(reads) <= tol] = 0.0
+        return reads
+
+    def _sparsest_along(self, reads: np.ndarray, relations: list, tol: np.ndarray) -> np.ndarray:
+        """`reads` shifted along each of `relations` (rows, coefficients) in
+        turn, twice, to as many zero entries as possible (`_sparsest_shift`)."""
         reads = reads.copy()
         for _ in range(2):
-            for rows, coefs in inside:
+            for rows, coefs in relations:
                 check_deadline(self.deadline)
-                reads[rows] = _sparsest_shift(reads[rows], coefs[:, None], tol)
-        reads[np.abs(reads) <= tol] = 0.0
+                rows = list(rows)
+                reads[rows] = _sparsest_shift(reads[rows], np.asarray(coefs, dtype=np.float64)[:, None], tol)
         return reads
 
     def _dependencies(self) -> np.ndarray:
