@@ -1,22 +1,25 @@
-"""Evaluate the meta-model alone (pure neural, no search) on the held-out test split.
+"""Evaluate the meta-model alone (pure neural, no search) on several sets, by program length.
 
-For every program of the dataset's *test* split (split by canonical hash,
-so disjoint from the training programs up to renaming and table-equal
-functions), the model's residual is permuted (seed 13) and the meta-model's
-beam search proposes its top-k sketches. Reported, for the top-1 and for the
-best of the top-k, by program length:
-- exact: the sketch, without holes, has the program's canonical form
-  (`canonical_hash`: equal up to op names, order and table-equal functions);
-- functional: the sketch, holes filled by their placeholders (the model's
-  argmax, no search), compiles and verifies against the model on every
-  probe input (`verify`).
+Sets:
+- test: test-split programs of the default distribution (split by canonical
+  hash, so disjoint from every training split up to renaming and
+  table-equal functions), residual permuted;
+- rotated: other test-split programs, residual randomly rotated (read
+  through basis recovery, `symbolic/basis.py`);
+- peer, interpbench: the development sets no one here wrote
+  (../shared/devsets/), as compiled. Measured only: nothing is trained,
+  tuned or selected on them.
 
-    python experiments/eval_neural.py --data data/default [--checkpoint PATH] [--n 500] [--k 5]
-    python experiments/eval_neural.py --quick     # no dataset needed: 20 freshly sampled test-split programs
+For every model the meta-model's beam search proposes its top-k sketches
+(`decode.beam_search`: table tokens filled from the weights' reading, no
+search, no repair). Reported, for the top-1 and for the best of the top-k:
+- exact (sampled sets only): the sketch, without holes, has the program's
+  canonical form (`canonical_hash`);
+- functional: the sketch compiles and verifies against the model on every
+  probe input (`verify`), holes keeping their placeholders.
 
-Without --data the programs are drawn like eval_synthesis's (the default
-distribution from seed 9001, kept when their canonical hash is in the test
-split), so a fresh clone needs no generated dataset.
+    python experiments/eval_neural.py [--sets test rotated peer interpbench] [--n 200] [--k 5]
+    python experiments/eval_neural.py --quick     # 20 test-split programs
 
 Writes experiments/results/eval_neural.json and eval_neural.png.
 """
@@ -36,9 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from program_sets import sampled_cases  # noqa: E402
+from program_sets import Case, devset_cases, sampled_cases  # noqa: E402
 
-from raspsynth.data.shards import load_examples  # noqa: E402
 from raspsynth.neural import BEAM, TOP_K, default_checkpoint  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
 from raspsynth.neural.train import load_meta_model  # noqa: E402
@@ -46,91 +48,90 @@ from raspsynth.program.canonical import canonical_hash  # noqa: E402
 from raspsynth.search.verify import verify  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PERMUTATION_SEED = 13
 SAMPLE_SEED = 9001
+ROTATED_SEED = 9002
+SETS = ("test", "rotated", "peer", "interpbench")
+METRICS = ("top1_exact", "topk_exact", "top1_functional", "topk_functional")
+
+
+def cases_of(set_name: str, n: int) -> list[Case]:
+    if set_name == "test":
+        return sampled_cases("test", n, SAMPLE_SEED, "test", transform="permuted")
+    if set_name == "rotated":
+        return sampled_cases("rotated", n, ROTATED_SEED, "test", transform="rotated")
+    return [c for c in devset_cases(set_name, transform="plain") if c.name.startswith(f"{set_name}/")]
+
+
+def evaluate_case(meta_model, case: Case, k: int, beam: int) -> dict:
+    model, program = case.model, case.program
+    sketches = beam_search(meta_model, model, beam=beam, top_k=k)
+    row = {"set": case.set, "name": case.name, "n_sops": case.n_sops, "sketches": len(sketches)}
+    if program is not None:
+        vocab, max_seq_len = model.spec.vocab, model.spec.max_seq_len
+        target = canonical_hash(program, vocab, max_seq_len)
+        exact = [not s.holes and canonical_hash(s.program, vocab, max_seq_len) == target for s in sketches]
+        row |= {"top1_exact": bool(exact and exact[0]), "topk_exact": any(exact)}
+    functional = [verify(sketch.program, model).verified for sketch in sketches]
+    return row | {"top1_functional": bool(functional and functional[0]), "topk_functional": any(functional)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    metrics = [m for m in METRICS if all(m in r for r in rows)]
+    return {m: sum(r[m] for r in rows) / len(rows) for m in metrics} | {"programs": len(rows)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--data", help="dataset directory (its test split); default: sample test-split programs"
-    )
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--checkpoint", default=str(default_checkpoint()))
-    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--n", type=int, default=200, help="programs per sampled set")
     parser.add_argument("--k", type=int, default=TOP_K)
     parser.add_argument("--beam", type=int, default=BEAM)
     parser.add_argument("--out", default=str(RESULTS), help="directory for the results")
-    parser.add_argument("--quick", action="store_true", help="20 programs")
+    parser.add_argument("--quick", action="store_true", help="20 test-split programs")
     args = parser.parse_args()
     if args.quick:
-        args.n = 20
+        args.n, args.sets = 20, ["test"]
 
     meta_model = load_meta_model(args.checkpoint)
-    rows = []
     began = time.monotonic()
-    if args.data:
-        examples = load_examples(args.data, "test")
-    else:
-        cases = sampled_cases("test", args.n, SAMPLE_SEED, "test", transform="plain")
-        examples = ((None, case.program, case.model) for case in cases)
-    for _, program, model in tqdm(examples, total=args.n, desc="test split"):
-        if len(rows) >= args.n:
-            break
-        vocab, max_seq_len = model.spec.vocab, model.spec.max_seq_len
-        target = canonical_hash(program, vocab, max_seq_len)
-        permuted = model.permuted(PERMUTATION_SEED)
-        sketches = beam_search(meta_model, permuted, beam=args.beam, top_k=args.k)
-        exact = [not s.holes and canonical_hash(s.program, vocab, max_seq_len) == target for s in sketches]
-        functional = []
-        for sketch in sketches:
-            functional.append(verify(sketch.program, permuted).verified)
-        rows.append(
-            {
-                "n_sops": program.num_sops,
-                "top1_exact": bool(exact and exact[0]),
-                "topk_exact": any(exact),
-                "top1_functional": bool(functional and functional[0]),
-                "topk_functional": any(functional),
-            }
-        )
-    lengths = sorted({r["n_sops"] for r in rows})
-    metrics = ("top1_exact", "topk_exact", "top1_functional", "topk_functional")
-    by_length = {
-        n: {
-            m: sum(r[m] for r in rows if r["n_sops"] == n) / sum(r["n_sops"] == n for r in rows)
-            for m in metrics
-        }
-        | {"programs": sum(r["n_sops"] == n for r in rows)}
-        for n in lengths
-    }
-    overall = {m: sum(r[m] for r in rows) / len(rows) for m in metrics} | {"programs": len(rows)}
-    report = {
-        "config": vars(args) | {"permutation_seed": PERMUTATION_SEED},
-        "overall": overall,
-        "by_length": by_length,
-        "wall_s": time.monotonic() - began,
-    }
+    rows = []
+    for set_name in args.sets:
+        cases = cases_of(set_name, args.n)
+        rows += [evaluate_case(meta_model, c, args.k, args.beam) for c in tqdm(cases, desc=set_name)]
+    report = {"config": vars(args), "sets": {}, "wall_s": 0.0, "rows": rows}
+    print(f"top-{args.k} of beam {args.beam}, checkpoint {args.checkpoint}")
+    for set_name in args.sets:
+        subset = [r for r in rows if r["set"] == set_name]
+        lengths = sorted({r["n_sops"] for r in subset})
+        by_length = {n: summarise([r for r in subset if r["n_sops"] == n]) for n in lengths}
+        overall = summarise(subset)
+        report["sets"][set_name] = {"overall": overall, "by_length": by_length}
+        print(f"\n{set_name}:")
+        metrics = [m for m in METRICS if m in overall]
+        print("| SOps | programs | " + " | ".join(metrics) + " |")
+        print("|---" * (len(metrics) + 2) + "|")
+        for n, s in list(by_length.items()) + [("all", overall)]:
+            print(f"| {n} | {s['programs']} | " + " | ".join(f"{100 * s[m]:.1f}%" for m in metrics) + " |")
+    report["wall_s"] = time.monotonic() - began
+    # The first set's figures also at the top level, as before sets were added.
+    report["overall"] = report["sets"][args.sets[0]]["overall"]
+    print(f"wall time {report['wall_s']:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_neural.json").write_text(json.dumps(report, indent=2))
 
-    print(f"{len(rows)} test-split programs, top-{args.k} of beam {args.beam}, checkpoint {args.checkpoint}")
-    print("| SOps | programs | top-1 exact | top-k exact | top-1 functional | top-k functional |")
-    print("|---|---|---|---|---|---|")
-    for n, s in list(by_length.items()) + [("all", overall)]:
-        print(
-            f"| {n} | {s['programs']} | {100 * s['top1_exact']:.1f}% | {100 * s['topk_exact']:.1f}% "
-            f"| {100 * s['top1_functional']:.1f}% | {100 * s['topk_functional']:.1f}% |"
-        )
-    print(f"wall time {report['wall_s']:.0f} s")
-
     fig, ax = plt.subplots(figsize=(7, 4))
-    for metric, style in zip(metrics, ("--", "-", "--", "-")):
-        ax.plot(lengths, [100 * by_length[n][metric] for n in lengths], style, marker="o", label=metric)
+    for set_name in args.sets:
+        by_length = report["sets"][set_name]["by_length"]
+        lengths = sorted(by_length)
+        overall = report["sets"][set_name]["overall"]["top1_functional"]
+        label = f"{set_name} ({100 * overall:.0f}%)"
+        ax.plot(lengths, [100 * by_length[n]["top1_functional"] for n in lengths], marker="o", label=label)
     ax.set_xlabel("program length (SOps)")
-    ax.set_ylabel("% of test-split programs")
-    ax.set_title("Meta-model alone (no search), residual permuted")
-    ax.set_ylim(0, 100)
+    ax.set_ylabel("top-1 sketch verified (%)")
+    ax.set_title("Meta-model alone (no search, no repair)")
+    ax.set_ylim(0, 105)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "eval_neural.png", dpi=120)

@@ -15,6 +15,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         max_ops=args.max_ops,
         vocab_size=tuple(args.vocab_size),
         max_seq_len=tuple(args.max_seq_len),
+        coefficients=tuple(args.coefficients),
     )
     summary = generate(
         args.out,
@@ -52,6 +53,9 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-ops", type=int, default=10)
     g.add_argument("--vocab-size", type=int, nargs=2, default=(5, 5), metavar=("LOW", "HIGH"))
     g.add_argument("--max-seq-len", type=int, nargs=2, default=(5, 5), metavar=("LOW", "HIGH"))
+    g.add_argument(
+        "--coefficients", type=int, nargs="+", default=(-2, -1, 1, 2), help="LinearSequenceMap coefficients"
+    )
     g.set_defaults(func=cmd_generate)
     s = data.add_parser("stats", help="distribution of lengths, op kinds, layers, d_model")
     s.add_argument("dir")

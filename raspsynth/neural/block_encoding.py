@@ -39,11 +39,11 @@ import dataclasses
 import numpy as np
 
 from raspsynth.neural.program_tokens import COEFFICIENT_TOKENS, MAX_OPS, OP_KINDS, coefficient_token
-from raspsynth.program.ir import PREDICATES, SOURCES
+from raspsynth.program.ir import PREDICATES, SOURCES, library_predicates
 from raspsynth.symbolic.component_tables import MlpTable
 from raspsynth.symbolic.decompile import Decompiled, decompile_structure, library_fit, mlp_value_rows
 from raspsynth.symbolic.residual_structure import Component
-from raspsynth.symbolic.value_semantics import comparison_fit, library_functions
+from raspsynth.symbolic.value_semantics import comparison_fit, library_functions, predicate_fit
 from raspsynth.tracr_bridge.model import Model
 
 MAX_REFS = MAX_OPS + len(SOURCES)
@@ -52,6 +52,7 @@ ROW_KINDS = SOURCES + OP_KINDS
 OPERAND_SLOTS = ("first", "second", "query", "key", "value")
 _N_FN1, _N_FN2 = len(library_functions(1)), len(library_functions(2))
 _N_COEF = len(COEFFICIENT_TOKENS)
+_N_PREDICATES = len(library_predicates())
 
 _LAYOUT = {
     "kind": len(ROW_KINDS),
@@ -65,11 +66,13 @@ _LAYOUT = {
     "fn2": _N_FN2,
     "fn2_swapped": _N_FN2,
     "comparison": len(PREDICATES),
+    "predicate": _N_PREDICATES,
     # The same fits, 1 where exact: a near fit is as wrong as a poor one.
     "fn1_exact": _N_FN1,
     "fn2_exact": _N_FN2,
     "fn2_swapped_exact": _N_FN2,
     "comparison_exact": len(PREDICATES),
+    "predicate_exact": _N_PREDICATES,
     "coefficients": 2 * _N_COEF + 2,
 }
 FEATURES = sum(_LAYOUT.values())
@@ -128,10 +131,11 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
             table = decompiled.tables[name]
             fit = comparison_fit(table.selects, decompiled.values.values)
             field(row, "comparison")[:] = list(fit.values())
+            field(row, "predicate")[:] = predicate_fit(table.selects, decompiled.values.values)
         if block.encoding == "categorical":
             values = [decompiled.values.values[d] for d in block.dims]
             field(row, "values")[:] = np.log1p(len(values)), float(all(isinstance(v, bool) for v in values))
-    for name in ("fn1", "fn2", "fn2_swapped", "comparison"):
+    for name in ("fn1", "fn2", "fn2_swapped", "comparison", "predicate"):
         field(rows, f"{name}_exact")[:] = field(rows, name) == 1.0
     return EncodedBlocks(rows, kinds, decompiled)
 
@@ -139,6 +143,11 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
 def field(rows: np.ndarray, name: str) -> np.ndarray:
     """The columns of `rows` (one row or many) holding the feature `name`, as a view."""
     return rows[..., _OFFSET[name] : _OFFSET[name] + _LAYOUT[name]]
+
+
+def columns(name: str) -> range:
+    """The feature columns holding `name`."""
+    return range(_OFFSET[name], _OFFSET[name] + _LAYOUT[name])
 
 
 def _set(row: np.ndarray, name: str, index: int) -> None:

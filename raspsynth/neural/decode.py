@@ -8,8 +8,16 @@ reading's layer order: op i's kind comes from row i + 2's kind head, its
 other tokens from the slot head for the kind chosen. Slots whose
 probability is below `hole_threshold`, and the grammar's own holes (a
 function the library does not name, unusual coefficients), are marked as
-holes for the search layer. Weights the symbolic layer cannot read (a
-rotated residual) give no sketches.
+holes for the search layer. Weights the symbolic layer cannot read give no
+sketches.
+
+A table token (FN_TABLE, FN2_TABLE, PRED_TABLE, COEF_OTHER) says "what
+this component's weights compute, which the library does not name". Where
+the sketch's op is the reading's op for that row (same kind, operands and
+encoding), `ground_tables` fills it with the reading's exact function,
+predicate or coefficients: a lookup in the weights, no search. The op is
+then no longer a hole (`Sketch.grounded` lists it). A table token on an op
+the model wrote differently from the reading stays a hole.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ import torch
 from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MetaModel, collate
-from raspsynth.neural.program_tokens import HOLES, OP_KINDS, Grammar, token_ids
-from raspsynth.program.ir import Program
+from raspsynth.neural.program_tokens import HOLES, OP_KINDS, Decoded, Grammar, token_ids
+from raspsynth.program.ir import SOURCES, Op, Program
 from raspsynth.symbolic.decompile import Decompiled
 from raspsynth.tracr_bridge.model import Model
 
@@ -37,6 +45,7 @@ class Sketch:
     token_probs: tuple[float, ...]  # per token after BOS
     holes: dict[str, str]  # op name -> "function" | "coefficients" | "predicate" | "uncertain"
     op_confidence: dict[str, float]  # op name -> smallest probability among its tokens
+    grounded: tuple[str, ...] = ()  # ops whose table token was filled from the weights
 
 
 @torch.no_grad()
@@ -75,7 +84,10 @@ def beam_search(
             kth = sorted((c[0] for c in finished), reverse=True)[top_k - 1]
             live = [c for c in live if c[0] >= kth]
     finished.sort(key=lambda c: -c[0])
-    return [_sketch(score, grammar, probs, hole_threshold) for score, grammar, probs in finished[:top_k]]
+    reading = encoded.decompiled.program
+    return [
+        _sketch(score, grammar, probs, hole_threshold, reading) for score, grammar, probs in finished[:top_k]
+    ]
 
 
 def _log_probs(grammar: Grammar, allowed: list[str], kind_logits, slot_logits) -> np.ndarray:
@@ -93,13 +105,54 @@ def _log_probs(grammar: Grammar, allowed: list[str], kind_logits, slot_logits) -
     return logits - np.log(np.exp(logits).sum())
 
 
-def _sketch(score, grammar: Grammar, probs, hole_threshold: float) -> Sketch:
+def ground_tables(decoded: Decoded, reading: Program) -> tuple[Program, dict[str, str], tuple[str, ...]]:
+    """`decoded`'s program with each table hole filled from `reading` (the
+    weights' reading, its value ops in row order) where the op is the
+    reading's op of the same row; (program, holes left, ops grounded)."""
+    ours = [op for op in decoded.program.ops if op.kind != "select"]
+    theirs = [op for op in reading.ops if op.kind != "select"]
+    if len(ours) != len(theirs):
+        return decoded.program, dict(decoded.holes), ()
+    our_refs = {name: i for i, name in enumerate(SOURCES)} | {op.name: i + 2 for i, op in enumerate(ours)}
+    their_refs = {name: i for i, name in enumerate(SOURCES)} | {op.name: i + 2 for i, op in enumerate(theirs)}
+    renamed = {}  # our select or value op name -> its grounded replacement
+    grounded = []
+    for op, their in zip(ours, theirs):
+        hole = decoded.holes.get(op.name)
+        if hole is None or (op.kind, op.encoding) != (their.kind, their.encoding):
+            continue
+        if _operand_refs(op, decoded.program, our_refs) != _operand_refs(their, reading, their_refs):
+            continue
+        if hole == "predicate":
+            select, their_select = decoded.program.op(op.inputs[0]), reading.op(their.inputs[0])
+            renamed[select.name] = dataclasses.replace(
+                select, fn=their_select.fn, comparison=their_select.comparison
+            )
+        elif hole == "function":
+            renamed[op.name] = dataclasses.replace(op, fn=their.fn)
+        else:
+            renamed[op.name] = dataclasses.replace(op, coefficients=their.coefficients)
+        grounded.append(op.name)
+    ops = tuple(renamed.get(op.name, op) for op in decoded.program.ops)
+    holes = {name: hole for name, hole in decoded.holes.items() if name not in grounded}
+    return Program(ops, decoded.program.output), holes, tuple(grounded)
+
+
+def _operand_refs(op: Op, program: Program, refs: dict[str, int]) -> tuple[int, ...]:
+    """Reference numbers of what `op` reads, a Select's keys and queries first."""
+    inputs = op.inputs
+    if op.kind in ("aggregate", "selector_width"):
+        inputs = program.op(inputs[0]).inputs + inputs[1:]
+    return tuple(refs[name] for name in inputs)
+
+
+def _sketch(score, grammar: Grammar, probs, hole_threshold: float, reading: Program) -> Sketch:
     tokens = grammar.prefix
     decoded = grammar.program()
-    holes = dict(decoded.holes)
+    program, holes, grounded = ground_tables(decoded, reading)
     confidence: dict[str, float] = {}
     # Token groups follow value ops in order; map each group's probabilities to its op.
-    value_ops = [op.name for op in decoded.program.ops if op.kind != "select"]
+    value_ops = [op.name for op in program.ops if op.kind != "select"]
     index = -1
     for token, p in zip(tokens[1:], probs):
         if token.lower() in OP_KINDS:
@@ -110,4 +163,4 @@ def _sketch(score, grammar: Grammar, probs, hole_threshold: float) -> Sketch:
         confidence[name] = min(confidence.get(name, 1.0), p)
         if p < hole_threshold and token not in HOLES:
             holes.setdefault(name, "uncertain")
-    return Sketch(decoded.program, tokens, score, tuple(probs), holes, confidence)
+    return Sketch(program, tokens, score, tuple(probs), holes, confidence, grounded)

@@ -21,9 +21,9 @@ hole for Z3). A Select is folded into the op that uses it.
 
 `Grammar` says, after any prefix, which tokens may come next, so that a
 decoder masked by it can only emit sequences that `from_tokens` turns into a
-valid, well-typed program (the sampler's typing rules: maps and
-sequence maps read categorical values, linear sequence maps and numerical
-aggregates numerical ones, a categorical aggregate a categorical one).
+valid, well-typed program (the sampler's typing rules: sequence maps read
+categorical values, linear sequence maps and numerical aggregates numerical
+ones, a categorical aggregate a categorical one, a map either).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ OP_KINDS = ("map", "sequence_map", "linear_sequence_map", "aggregate", "selector
 ENCODINGS = ("categorical", "numerical")
 
 
-def _fn_token(fn: Fn) -> str:
+def fn_token(fn: Fn) -> str:
+    """FN_<name>_<params>: the token of a library function."""
     return f"FN_{fn.name}" + "".join(f"_{p}" for p in fn.params)
 
 
@@ -53,16 +54,16 @@ def vocabulary() -> tuple[str, ...]:
     tokens += [f"ENC_{e}" for e in ENCODINGS]
     tokens += [f"REF_{i}" for i in range(MAX_OPS + len(SOURCES))]
     tokens += [f"CMP_{c}" for c in PREDICATES]
-    tokens += [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
-    tokens += [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
+    tokens += [fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
+    tokens += [fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
     tokens += [f"COEF_{k}" for k in COEFFICIENTS] + ["COEF_OTHER"]  # COEFFICIENT_TOKENS
-    # Appended last, so that ids of older checkpoints stay valid (`load_meta_model`).
-    tokens += [_predicate_token(fn) for fn in library_predicates()] + ["PRED_TABLE"]
+    tokens += [predicate_token_of(fn) for fn in library_predicates()] + ["PRED_TABLE"]
     return tuple(tokens)
 
 
-def _predicate_token(fn: Fn) -> str:
-    return "PRED_" + _fn_token(fn).removeprefix("FN_").replace("-", "m")
+def predicate_token_of(fn: Fn) -> str:
+    """PRED_<name>_<params> (m for a minus): the token of a library predicate."""
+    return "PRED_" + fn_token(fn).removeprefix("FN_").replace("-", "m")
 
 
 @functools.cache
@@ -119,7 +120,7 @@ def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
         if op.kind == "linear_sequence_map":
             out += [coefficient_token(c) for c in op.coefficients]
         else:
-            token = _fn_token(op.fn) if op.fn.name != "table" else None
+            token = fn_token(op.fn) if op.fn.name != "table" else None
             if token not in token_ids():
                 token = "FN_TABLE" if op.kind == "map" else "FN2_TABLE"
             out.append(token)
@@ -133,7 +134,7 @@ def predicate_token(select: Op) -> str:
     """CMP_<comparison>, PRED_<library predicate>, or the hole PRED_TABLE."""
     if select.fn is None:
         return f"CMP_{select.comparison}"
-    token = _predicate_token(select.fn) if select.fn.name != "table" else "PRED_TABLE"
+    token = predicate_token_of(select.fn) if select.fn.name != "table" else "PRED_TABLE"
     return token if token in token_ids() else "PRED_TABLE"
 
 
@@ -225,6 +226,8 @@ class Grammar:
                 return ["ENC_categorical"]
             return [f"ENC_{e}" for e in ENCODINGS]
         if slot == "ref":
+            if kind == "map":  # tracr discretises a numerical input (numerical-input Maps)
+                return [f"REF_{i}" for i in range(len(self.encodings))]
             wanted = "numerical" if kind == "linear_sequence_map" else "categorical"
             return [f"REF_{i}" for i, e in enumerate(self.encodings) if e == wanted]
         if slot == "value":
@@ -234,9 +237,9 @@ class Grammar:
         if slot == "fn":
             # Any function: the sampler gives numerical maps boolean ones, but a
             # reading may name another one equal to it on the values that occur.
-            return [_fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
+            return [fn_token(fn) for fn in library_functions(1)] + ["FN_TABLE"]
         if slot == "fn2":
-            return [_fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
+            return [fn_token(fn) for fn in library_functions(2)] + ["FN2_TABLE"]
         return list(COEFFICIENT_TOKENS)
 
     def push(self, token: str) -> Grammar:
@@ -292,5 +295,5 @@ SLOTS = {
     "aggregate": ("enc", "ref", "ref", "cmp", "value"),
     "selector_width": ("enc", "ref", "ref", "cmp"),
 }
-_FN_BY_TOKEN = {_fn_token(fn): fn for fn in library_functions(1) + library_functions(2)}
-_PREDICATE_TOKENS = {_predicate_token(fn): fn for fn in library_predicates()} | {"PRED_TABLE": None}
+_FN_BY_TOKEN = {fn_token(fn): fn for fn in library_functions(1) + library_functions(2)}
+_PREDICATE_TOKENS = {predicate_token_of(fn): fn for fn in library_predicates()} | {"PRED_TABLE": None}

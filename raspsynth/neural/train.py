@@ -47,12 +47,12 @@ from raspsynth.data.shards import DatasetError, complete_shards, load_shard
 from raspsynth.errors import RaspsynthError
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MAX_SLOTS, MetaModel, MetaModelConfig, collate
-from raspsynth.neural.program_tokens import OP_KINDS, token_groups, token_ids, vocabulary
+from raspsynth.neural.program_tokens import OP_KINDS, token_groups, token_ids
 from raspsynth.neural.targets import reading_targets
 from raspsynth.program.ir import SOURCES, Program
 from raspsynth.tracr_bridge.model import Model
 
-ENCODING_VERSION = 2  # bump when the features or targets change: old caches are ignored
+ENCODING_VERSION = 4  # bump when the features or targets change: old caches are ignored
 IGNORE = -100
 
 
@@ -187,30 +187,12 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-# The output layer's weights; its rows are token ids (`program_tokens.vocabulary`).
-_TOKEN_LAYER = "slot_head.3"
-
-
-def _with_new_tokens(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A checkpoint from before tokens were appended to the vocabulary (the
-    predicate tokens) gets output rows for them that it never proposes: zero
-    weights and a bias of -1e4. Its own tokens keep their ids and behaviour."""
-    weight, bias = weights.get(f"{_TOKEN_LAYER}.weight"), weights.get(f"{_TOKEN_LAYER}.bias")
-    missing = len(vocabulary()) - (0 if weight is None else weight.shape[0])
-    if weight is None or bias is None or missing <= 0:
-        return weights
-    weights[f"{_TOKEN_LAYER}.weight"] = torch.cat([weight, weight.new_zeros(missing, weight.shape[1])])
-    weights[f"{_TOKEN_LAYER}.bias"] = torch.cat([bias, bias.new_full((missing,), -1e4)])
-    return weights
-
-
 def load_meta_model(path: str | Path, device: str | torch.device = "cpu") -> MetaModel:
     """A trained meta-model from a checkpoint written by `train` or `export_checkpoint`."""
     try:
         state = torch.load(path, map_location=device, weights_only=False)
         meta_model = MetaModel(MetaModelConfig(**state["model_config"]))
-        weights = _with_new_tokens({k: v.float() for k, v in state["model"].items()})
-        meta_model.load_state_dict(weights)
+        meta_model.load_state_dict({k: v.float() for k, v in state["model"].items()})
     except (OSError, KeyError, RuntimeError, TypeError) as err:
         raise RaspsynthError(f"{path}: not a raspsynth meta-model checkpoint ({err})") from None
     return meta_model.to(device).eval()

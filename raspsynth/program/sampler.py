@@ -20,7 +20,7 @@ The distribution, step by step:
      value, which tracr compiles imprecisely (`data.sampling` checks those
      on every input);
    - sequence_map: a binary library function of two distinct categorical values;
-   - linear_sequence_map: two numerical values, integer coefficients in [-2, 2];
+   - linear_sequence_map: two numerical values, integer coefficients (by default in [-2, 2]);
    - numerical aggregate: mean of a 0/1-valued numerical value under a
      Select with any of the 8 comparisons;
    - categorical aggregate: copy of a categorical value with at most
@@ -81,6 +81,8 @@ class SamplerConfig:
     # A Select over positions with a library predicate (`q == k + 1`, a window)
     # instead of a comparison, as people write shifts and previous-token heads.
     p_custom_predicate: float = 0.15
+    # A LinearSequenceMap's coefficients are drawn from these.
+    coefficients: tuple[int, ...] = (-2, -1, 1, 2)
     max_values: int = 12
     value_bound: int = 20
     max_attempts: int = 200
@@ -93,6 +95,14 @@ class SamplerConfig:
             raise InputError(
                 f"min_ops and max_ops must be integers with 1 <= min_ops <= max_ops; got "
                 f"{self.min_ops!r}, {self.max_ops!r}"
+            )
+        if not (
+            isinstance(self.coefficients, tuple)
+            and self.coefficients
+            and all(integer(c) and c != 0 for c in self.coefficients)
+        ):
+            raise InputError(
+                f"coefficients must be a non-empty tuple of non-zero integers; got {self.coefficients!r}"
             )
         for name, least in (("vocab_size", 2), ("max_seq_len", 1)):
             low_high = getattr(self, name)
@@ -279,7 +289,7 @@ def _linear_sequence_map(rng, config, pool, max_seq_len, name):
     if first is None or not others:
         return []
     second = others[int(rng.integers(len(others)))]
-    coefficients = tuple(float(c) for c in rng.choice([-2, -1, 1, 2], size=2))
+    coefficients = tuple(float(c) for c in rng.choice(list(config.coefficients), size=2))
     return [
         Op("linear_sequence_map", name, (first.name, second.name), "numerical", coefficients=coefficients)
     ]

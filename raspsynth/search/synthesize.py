@@ -366,8 +366,7 @@ class _Run:
                 op.name: (
                     "neural",
                     sketch.op_confidence.get(op.name, 1.0),
-                    f"sketch {rank + 1}, "
-                    + (f"hole: {sketch.holes[op.name]}" if op.name in sketch.holes else "as decoded"),
+                    f"sketch {rank + 1}, " + _sketch_provenance(sketch, op.name),
                 )
                 for op in sketch.program.ops
             }
@@ -493,3 +492,11 @@ class _Run:
             if expression.method != "table":
                 found[op.name] = expression.source
         return found
+
+
+def _sketch_provenance(sketch, name: str) -> str:
+    if name in sketch.holes:
+        return f"hole: {sketch.holes[name]}"
+    if name in sketch.grounded:
+        return "as decoded, its table token filled from the weights"
+    return "as decoded"

@@ -77,11 +77,25 @@ def predicate_of(selects: dict, values: dict[int, Hashable]) -> Fn:
     under `values`: the first library predicate that does, else the exact
     table over (key value, query value). Call it where no comparison does."""
     pairs = {(values[k], values[q]): chosen for (q, k), chosen in selects.items()}
+    fits = predicate_fit(selects, values)
+    return next((fn for fn, fit in zip(library_predicates(), fits) if fit == 1.0), None) or Fn.from_table(
+        pairs, 2
+    )
+
+
+def predicate_fit(selects: dict, values: dict[int, Hashable]) -> list[float]:
+    """Each library predicate (`library_predicates()`, in order) -> the
+    fraction of `selects` ((query dim, key dim) -> chosen) it gives under
+    `values`. A predicate that reads no query or no key fits none."""
+    if any(q is None or k is None for q, k in selects):
+        return [0.0] * len(library_predicates())
+    pairs = {(values[k], values[q]): chosen for (q, k), chosen in selects.items()}
+    fits = []
     for fn in library_predicates():
         f = fn.bind()
-        if all(bool(apply_ignoring_errors(f, k, q)) == chosen for (k, q), chosen in pairs.items()):
-            return fn
-    return Fn.from_table(pairs, 2)
+        agree = sum(bool(apply_ignoring_errors(f, k, q)) == chosen for (k, q), chosen in pairs.items())
+        fits.append(agree / max(1, len(pairs)))
+    return fits
 
 
 def comparison_of(selects: dict, values: dict[int, Hashable]) -> str | None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from raspsynth.errors import CompileError, InputError
+from raspsynth.errors import CompileError, InputError, ModelFormatError
 from raspsynth.tracr_bridge.interchange import model_from_arrays
 from raspsynth.tracr_bridge.model import FORMAT_VERSION, Model, Token
 from raspsynth.tracr_bridge.outputs import decode_logits
@@ -264,11 +264,17 @@ def compile_program(
 ) -> Model:
     """Compile a tracr RASP program to a `Model`, as tracr would, without Haiku.
 
-    Raises CompileError, carrying tracr's reason, for programs tracr refuses.
+    Raises CompileError, carrying tracr's reason, for programs tracr refuses
+    or compiles to something no model file can hold.
     """
     compiled = compile_craft(program, vocab, max_seq_len, bos, pad, mlp_exactness)
     with _fast_tracr_internals():
-        return assemble_model(compiled, max_seq_len=max_seq_len, bos=bos, pad=pad, causal=causal)
+        try:
+            return assemble_model(compiled, max_seq_len=max_seq_len, bos=bos, pad=pad, causal=causal)
+        except ModelFormatError as err:
+            # tracr builds it, but no model file can hold it (a categorical
+            # output with no values: a table that no input value reaches).
+            raise CompileError(f"tracr's model of this program is no valid model: {err}") from None
 
 
 def assemble_model(compiled: CraftCompilation, max_seq_len: int, bos: str, pad: str, causal: bool) -> Model:

@@ -11,14 +11,16 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tracr.rasp import rasp
 
 from raspsynth import synthesize
 from raspsynth.data.generate import generate
 from raspsynth.neural.block_encoding import encode_blocks
-from raspsynth.neural.decode import _log_probs, beam_search
+from raspsynth.neural.decode import _log_probs, beam_search, ground_tables
 from raspsynth.neural.meta_model import MetaModel, MetaModelConfig, collate
-from raspsynth.neural.program_tokens import Grammar, from_tokens, to_tokens
+from raspsynth.neural.program_tokens import Grammar, from_tokens, to_tokens, token_ids
 from raspsynth.neural.train import (
+    IGNORE,
     TrainConfig,
     batch_of,
     example_of,
@@ -31,16 +33,28 @@ from raspsynth.neural.train import (
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.sampler import SamplerConfig
+from raspsynth.search.verify import verify
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
+from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 from tests.conftest import REPO
 from tests.helpers import random_programs
 
 TINY = MetaModelConfig(width=32, heads=2, layers=1, dropout=0.0)
 
 
-def test_tokens_round_trip_sampled_programs():
-    for sample in random_programs(60, seed=8):
+@pytest.mark.parametrize("p_numerical_input_map", [0.0, 0.5])
+def test_tokens_round_trip_sampled_programs(p_numerical_input_map):
+    config = SamplerConfig(p_numerical_input_map=p_numerical_input_map)
+    samples = random_programs(60, seed=8, config=config)
+    numerical_input_maps = [
+        op
+        for sample in samples
+        for op in sample.program.ops
+        if op.kind == "map" and sample.program.encoding(op.inputs[0]) == "numerical"
+    ]
+    assert bool(numerical_input_maps) == bool(p_numerical_input_map)
+    for sample in samples:
         decoded = from_tokens(to_tokens(sample.program))
         if not decoded.holes:  # tables and odd coefficients become holes
             assert canonical_hash(decoded.program, sample.vocab, sample.max_seq_len) == canonical_hash(
@@ -48,7 +62,8 @@ def test_tokens_round_trip_sampled_programs():
             )
 
 
-def test_predictions_do_not_change_when_the_residual_is_permuted():
+@pytest.mark.parametrize("change", ["permuted", "rotated", "mixed"])
+def test_predictions_do_not_change_with_the_residual_basis(change):
     torch.manual_seed(0)
     meta_model = MetaModel(MetaModelConfig()).eval()
     entry = lib_programs()["make_sort_freq"]
@@ -57,9 +72,9 @@ def test_predictions_do_not_change_when_the_residual_is_permuted():
     with torch.no_grad():
         kinds, slots = meta_model(*collate([reference]))
         for seed in (1, 2, 3):
-            permuted = encode_blocks(model.permuted(seed))
-            assert np.array_equal(permuted.features, reference.features)
-            other_kinds, other_slots = meta_model(*collate([permuted]))
+            changed = encode_blocks(getattr(model, change)(seed))
+            assert np.array_equal(changed.features, reference.features)
+            other_kinds, other_slots = meta_model(*collate([changed]))
             assert torch.allclose(kinds, other_kinds, atol=1e-5) and torch.allclose(
                 slots, other_slots, atol=1e-5
             )
@@ -71,8 +86,64 @@ def test_predictions_do_not_change_when_the_residual_is_permuted():
         padded_kinds, padded_slots = meta_model(*collate([small, reference]))
         assert torch.allclose(alone_kinds[0], padded_kinds[0, :rows], atol=1e-5)
         assert torch.allclose(alone_slots[0], padded_slots[0, :rows], atol=1e-5)
-    sketches = [beam_search(meta_model, m, beam=4, top_k=3) for m in (model, model.permuted(7))]
+    sketches = [beam_search(meta_model, m, beam=4, top_k=3) for m in (model, getattr(model, change)(7))]
     assert [s.tokens for s in sketches[0]] == [s.tokens for s in sketches[1]]
+
+
+def test_the_evidence_path_alone_ranks_every_target_token_first():
+    """With the network's own logits zeroed, each target token of programs
+    compiled by tracr (aligned to their readings) has the highest logit of its
+    slot (tied where several functions or comparisons fit alike)."""
+    meta_model = MetaModel(TINY).eval()
+    with torch.no_grad():
+        for layer in (meta_model.kind_head, meta_model.slot_head[3]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+    examples = []
+    for sample in random_programs(30, seed=5, config=SamplerConfig(p_custom_predicate=0.5)):
+        model = compile_program(to_rasp(sample.program), sample.vocab, sample.max_seq_len)
+        example = example_of(sample.program, model)
+        if example is not None:
+            examples.append(example)
+    assert len(examples) >= 25
+    features, mask, kinds, slots = batch_of(examples, "cpu")
+    with torch.no_grad():
+        kind_logits, slot_logits = meta_model(features, mask)
+    b, r, k, s, v = slot_logits.shape
+    at_kind = kinds.clamp(min=0)[:, :, None, None, None].expand(b, r, 1, s, v)
+    slot_logits = slot_logits.gather(2, at_kind).squeeze(2)
+    real = kinds != IGNORE
+    assert (kind_logits.argmax(-1) == kinds)[real].all()
+    targets = slots.clamp(min=0)
+    target_logit = slot_logits.gather(-1, targets[..., None]).squeeze(-1)
+    at_max = target_logit >= slot_logits.amax(-1)
+    assert at_max[slots != IGNORE].all()
+    predicates = {token_ids()[t] for t in token_ids() if t.startswith("PRED_") and t != "PRED_TABLE"}
+    assert any(int(t) in predicates for t in slots[slots != IGNORE])  # library predicates were covered
+
+
+def test_table_tokens_are_filled_from_the_weights_reading():
+    """The reading's own tokens name a lambda the library lacks as FN_TABLE;
+    grounding fills it with the weights' table, and the program then verifies
+    against tracr's model where the placeholder does not."""
+    program = rasp.numerical(rasp.Map(lambda x: 1 if (2 * x + 1) % 5 > 2 else 0, rasp.tokens))
+    program = rasp.numerical(
+        rasp.Aggregate(rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ), program, default=0)
+    )
+    model = compile_program(program, {0, 1, 2, 3, 4}, 5)
+    encoded = encode_blocks(model)
+    reading = encoded.decompiled.program
+    decoded = from_tokens(to_tokens(reading))
+    assert decoded.holes  # the lambda is no library function
+    assert not verify(decoded.program, model).verified
+    grounded, holes, names = ground_tables(decoded, reading)
+    assert not holes and set(names) == set(decoded.holes)
+    assert verify(grounded, model).verified
+    # An op written with other operands than the reading's keeps its hole.
+    tokens = to_tokens(reading)
+    tokens[tokens.index("FN_TABLE") - 1] = "REF_1"  # the Map reads indices, not tokens
+    other = from_tokens(tokens)
+    assert ground_tables(other, reading)[1] == other.holes
 
 
 def test_weights_without_tracr_structure_give_no_reading_and_no_sketches():

@@ -94,3 +94,21 @@ def test_bad_arguments_raise_compile_error():
         compile_program("not a program", {1}, 3)
     with pytest.raises(CompileError, match="max_seq_len"):
         compile_program(rasp.Map(lambda x: x, rasp.tokens), {1}, 0)
+
+
+def test_a_categorical_output_no_input_reaches_is_a_compile_error():
+    """tracr builds a model whose output space is empty (a table keyed by
+    values its input never takes); no model file holds that, so it is a
+    CompileError, which `verify` reports as a failed candidate."""
+    from raspsynth.program.ir import Fn, Op, Program
+    from raspsynth.search.verify import verify
+    from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+    program = Program((Op("map", "m", ("tokens",), "categorical", fn=Fn.from_table({7: 1}, 1)),), "m")
+    with pytest.raises(CompileError, match="values"):
+        compile_program(to_rasp(program), {0, 1, 2}, 4)
+    target = compile_program(
+        to_rasp(Program((Op("map", "m", ("tokens",), fn=Fn("identity")),), "m")), {0, 1, 2}, 4
+    )
+    result = verify(program, target)
+    assert not result.verified and "values" in result.error
