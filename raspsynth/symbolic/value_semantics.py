@@ -77,10 +77,8 @@ def predicate_of(selects: dict, values: dict[int, Hashable]) -> Fn:
     under `values`: the first library predicate that does, else the exact
     table over (key value, query value). Call it where no comparison does."""
     pairs = {(values[k], values[q]): chosen for (q, k), chosen in selects.items()}
-    fits = predicate_fit(selects, values)
-    return next((fn for fn, fit in zip(library_predicates(), fits) if fit == 1.0), None) or Fn.from_table(
-        pairs, 2
-    )
+    exact = [fn for fn, fit in zip(library_predicates(), predicate_fit(selects, values)) if fit == 1.0]
+    return exact[0] if exact else Fn.from_table(pairs, 2)
 
 
 def predicate_fit(selects: dict, values: dict[int, Hashable]) -> list[float]:

@@ -286,3 +286,14 @@ def test_distributed_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(tmp_path / "ddp.pt", weights_only=False)
     assert state["step"] == 6
+
+
+@pytest.mark.parametrize("name", ["make_hist", "make_sort_unique", "make_frac_prevs"])
+def test_the_committed_checkpoint_alone_recovers_programs_over_string_tokens(name):
+    """The training programs have integer tokens only; over letters every
+    function on tokens is a table token, filled from the reading. Pure
+    neural mode (no search, no repair) still verifies against tracr's model."""
+    entry = lib_programs()[name]
+    model = compile_program(entry.build(), {"a", "b", "c", "d"}, entry.max_seq_len).rotated(3)
+    result = synthesize(model, mode="neural", budget_s=60)
+    assert result.verified and {op["from"] for op in result.report["ops"]} == {"neural"}
