@@ -71,8 +71,9 @@ def evaluate_case(meta_model, case: Case, k: int, beam: int) -> dict:
         target = canonical_hash(program, vocab, max_seq_len)
         exact = [not s.holes and canonical_hash(s.program, vocab, max_seq_len) == target for s in sketches]
         row |= {"top1_exact": bool(exact and exact[0]), "topk_exact": any(exact)}
-    functional = [verify(sketch.program, model).verified for sketch in sketches]
-    return row | {"top1_functional": bool(functional and functional[0]), "topk_functional": any(functional)}
+    top1 = bool(sketches) and verify(sketches[0].program, model).verified
+    topk = top1 or any(verify(sketch.program, model).verified for sketch in sketches[1:])
+    return row | {"top1_functional": top1, "topk_functional": topk}
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -142,7 +142,8 @@ def encode_blocks(model: Model, decompiled: Decompiled | None = None) -> Encoded
 
 def field(rows: np.ndarray, name: str) -> np.ndarray:
     """The columns of `rows` (one row or many) holding the feature `name`, as a view."""
-    return rows[..., _OFFSET[name] : _OFFSET[name] + _LAYOUT[name]]
+    span = columns(name)
+    return rows[..., span.start : span.stop]
 
 
 def columns(name: str) -> range:

@@ -31,7 +31,7 @@ import torch
 from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MetaModel, collate
-from raspsynth.neural.program_tokens import HOLES, OP_KINDS, Decoded, Grammar, token_ids
+from raspsynth.neural.program_tokens import HOLES, OP_KINDS, Decoded, Grammar, operands, token_ids
 from raspsynth.program.ir import SOURCES, Op, Program
 from raspsynth.symbolic.decompile import Decompiled
 from raspsynth.tracr_bridge.model import Model
@@ -113,15 +113,15 @@ def ground_tables(decoded: Decoded, reading: Program) -> tuple[Program, dict[str
     theirs = [op for op in reading.ops if op.kind != "select"]
     if len(ours) != len(theirs):
         return decoded.program, dict(decoded.holes), ()
-    our_refs = {name: i for i, name in enumerate(SOURCES)} | {op.name: i + 2 for i, op in enumerate(ours)}
-    their_refs = {name: i for i, name in enumerate(SOURCES)} | {op.name: i + 2 for i, op in enumerate(theirs)}
+    our_refs, their_refs = _reference_numbers(ours), _reference_numbers(theirs)
     renamed = {}  # our select or value op name -> its grounded replacement
     grounded = []
     for op, their in zip(ours, theirs):
         hole = decoded.holes.get(op.name)
         if hole is None or (op.kind, op.encoding) != (their.kind, their.encoding):
             continue
-        if _operand_refs(op, decoded.program, our_refs) != _operand_refs(their, reading, their_refs):
+        our_operands = [our_refs[name] for name in operands(op, decoded.program)]
+        if our_operands != [their_refs[name] for name in operands(their, reading)]:
             continue
         if hole == "predicate":
             select, their_select = decoded.program.op(op.inputs[0]), reading.op(their.inputs[0])
@@ -138,12 +138,9 @@ def ground_tables(decoded: Decoded, reading: Program) -> tuple[Program, dict[str
     return Program(ops, decoded.program.output), holes, tuple(grounded)
 
 
-def _operand_refs(op: Op, program: Program, refs: dict[str, int]) -> tuple[int, ...]:
-    """Reference numbers of what `op` reads, a Select's keys and queries first."""
-    inputs = op.inputs
-    if op.kind in ("aggregate", "selector_width"):
-        inputs = program.op(inputs[0]).inputs + inputs[1:]
-    return tuple(refs[name] for name in inputs)
+def _reference_numbers(value_ops: list[Op]) -> dict[str, int]:
+    """REF numbers: the sources first, then the value ops in order."""
+    return {name: i for i, name in enumerate(SOURCES + tuple(op.name for op in value_ops))}
 
 
 def _sketch(score, grammar: Grammar, probs, hole_threshold: float, reading: Program) -> Sketch:

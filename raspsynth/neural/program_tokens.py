@@ -127,6 +127,14 @@ def op_tokens(op: Op, program: Program, refs: dict[str, int]) -> list[str]:
     return out
 
 
+def operands(op: Op, program: Program) -> tuple[str, ...]:
+    """What a value op reads, as its tokens name it: a Select folded into its
+    Aggregate or SelectorWidth gives its keys and queries first."""
+    if op.kind in ("aggregate", "selector_width"):
+        return program.op(op.inputs[0]).inputs + op.inputs[1:]
+    return op.inputs
+
+
 COEFFICIENT_TOKENS = tuple(f"COEF_{k}" for k in COEFFICIENTS) + ("COEF_OTHER",)
 
 

@@ -28,7 +28,14 @@ from __future__ import annotations
 import numpy as np
 
 from raspsynth.neural.block_encoding import EncodedBlocks, field
-from raspsynth.neural.program_tokens import TokenError, from_tokens, op_tokens, to_tokens, token_groups
+from raspsynth.neural.program_tokens import (
+    TokenError,
+    from_tokens,
+    op_tokens,
+    operands,
+    to_tokens,
+    token_groups,
+)
 from raspsynth.program.evaluate import trace
 from raspsynth.program.ir import PREDICATES, SOURCES, Op, Program
 from raspsynth.symbolic.value_semantics import library_functions
@@ -74,7 +81,7 @@ def _program_group(
     """The program's op as tokens, if the reading's table supports it; else None."""
     if op.kind != ours[0].lower() or op.kind == "linear_sequence_map":
         return None
-    if any(name not in refs for name in _operands(op, program)):
+    if any(name not in refs for name in operands(op, program)):
         return None
     group = op_tokens(op, program, refs)
     if f"ENC_{op.encoding}" != ours[1]:
@@ -97,12 +104,6 @@ def _program_group(
     if arity == 1:
         return group if group[2] == ours[2] and field(row, "fn1")[index] == 1.0 else None
     return group if group[2:4] == ours[2:4] and field(row, "fn2")[index] == 1.0 else None
-
-
-def _operands(op: Op, program: Program) -> tuple[str, ...]:
-    if op.kind in ("aggregate", "selector_width"):
-        return program.op(op.inputs[0]).inputs + op.inputs[1:]
-    return op.inputs
 
 
 def _align(
