@@ -188,6 +188,17 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
 
 
+def _on_one_line(values: np.ndarray, scale: float) -> bool:
+    """Whether several written values [V, D] are all multiples of one vector."""
+    return len(values) > 1 and np.linalg.matrix_rank(values, tol=ZERO * scale * np.sqrt(values.shape[1])) == 1
+
+
+def _numerical_direction(values: np.ndarray) -> np.ndarray:
+    """[1, D]: the unit direction of a numerical SOp's values [V, D], its largest value positive."""
+    top = values[_norms(values).argmax()]
+    return top[None] / _norms(top)
+
+
 def _has_steps(scale: np.ndarray) -> bool:
     """Whether some line (a column of `_unit_lines`' scale) carries units of
     both signs: a discretising pair, writing a step up and back."""
@@ -844,12 +855,9 @@ class _Lifting:
                 # Every unit writes the same row: one value, whatever blends
                 # the probes show (a SelectorWidth's near max_seq_len, read).
                 reps = edges
-            elif (
-                len(reps) > 1 and np.linalg.matrix_rank(reps, tol=ZERO * wscale * np.sqrt(reps.shape[1])) == 1
-            ):
+            elif _on_one_line(reps, wscale):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
-                top = reps[_norms(reps).argmax()]
-                reps = top[None] / _norms(top)
+                reps = _numerical_direction(reps)
             elif not _has_steps(unit_scale):
                 # A Map's or SequenceMap's units each write one value whole:
                 # every line is a value, and each unit writes its scale of its
@@ -873,6 +881,12 @@ class _Lifting:
                 )
                 values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol, line)
                 reps = _distinct_rows(values, ZERO * wscale)
+                if _on_one_line(reps, wscale):
+                    # Opposite values on one line are no categorical SOp's (its
+                    # values are independent): a numerical SOp the probes show
+                    # at one value besides 0 (a LinearSequenceMap of a constant),
+                    # the value shown positive.
+                    reps = _numerical_direction(shown if _norms(shown).max(initial=0.0) > tol else reps)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
                 check_deadline(self.deadline)
@@ -999,7 +1013,7 @@ class _Lifting:
         if model.spec.numerical:
             read = np.flatnonzero(np.abs(unembed[:, 0]) > ZERO * np.abs(unembed).max(initial=1e-30))
             if len(read) == 1 and read[0] not in (self.one, *self.tokens, *self.indices):
-                scale[read[0]] = unembed[read[0], 0]
+                scale[read[0]] = 1.0 / unembed[read[0], 0]
 
         def padded(reads: np.ndarray) -> np.ndarray:
             full = np.zeros((n, reads.shape[1]))

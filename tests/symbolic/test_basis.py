@@ -51,9 +51,10 @@ def _change(model, kind: str, seed: int):
 def _shape(structure, sizes: bool = True) -> tuple:
     """What a reading says, whatever the dimensions are called: each block's
     encoding and size, and each component's kind and input blocks' sizes
-    (without the sizes, only which blocks are categorical)."""
+    (without the sizes, only which blocks are categorical). `one` is left
+    out: tracr adds it only where something reads it, a lifted model always."""
     size = {b.name: len(b.dims) if sizes else b.encoding for b in structure.blocks}
-    blocks = sorted((b.encoding, size[b.name]) for b in structure.blocks)
+    blocks = sorted((b.encoding, size[b.name]) for b in structure.blocks if b.name != "one")
     components = sorted(
         (c.kind, c.layer, tuple(sorted(size.get(i, 0) for i in c.inputs if i))) for c in structure.components
     )
@@ -160,6 +161,26 @@ def test_a_numerical_to_categorical_map_is_one_sop(kind):
     assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
     res = raspsynth.synthesize(_change(model, kind, seed=2), mode="search", budget_s=30, seed=0)
     assert res.verified and res.certificate == "exhaustive"
+
+
+@pytest.mark.parametrize("kind", ["rotated", "mixed"])
+def test_a_linear_sequence_map_of_a_constant_is_one_numerical_sop(kind):
+    # A numerical Map that is 0 on every input (the test split's rotated-5:
+    # `lt(bool, 0)`) feeds a LinearSequenceMap, whose writes the probes then
+    # show at one value besides 0 along one line: one numerical SOp, not two
+    # opposite categorical values.
+    from tracr.rasp import rasp
+
+    small = rasp.categorical(rasp.Map(lambda x: x <= 1, rasp.tokens))
+    zero = rasp.numerical(rasp.Map(lambda x: 1 if x < 0 else 0, small))
+    big = rasp.numerical(rasp.Map(lambda x: 1 if x >= 2 else 0, rasp.tokens))
+    total = rasp.numerical(rasp.LinearSequenceMap(big, zero, 1, 1))
+    out = rasp.numerical(rasp.LinearSequenceMap(zero, total, 1, -1))
+    model = compile_program(out, {0, 1, 2, 3}, 5)
+    lifted = recover_basis(_change(model, kind, seed=3))
+    assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
+    res = raspsynth.synthesize(_change(model, kind, seed=3), mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
 
 
 def _two_widths_in_one_layer():
