@@ -233,9 +233,12 @@ def _categorical_values(
     if synthetic is not None:
         counts.append(synthetic @ scale)
     counts = np.vstack(counts)
-    # Counts are lifted values: whole within CODE_TOL. (+ 0.0 makes -0.0 a
-    # 0.0, which np.unique would keep apart.)
+    # Counts are lifted values: whole within CODE_TOL, and 0 or 1 (a unit
+    # fires its step once or not at all; a count past that is a synthetic
+    # point the fitted line carried beyond the last threshold). (+ 0.0 makes
+    # -0.0 a 0.0, which np.unique would keep apart.)
     whole = np.unique(np.vstack([np.floor(counts + CODE_TOL), np.ceil(counts - CODE_TOL)]) + 0.0, axis=0)
+    whole = whole[((whole == 0) | (whole == 1)).all(axis=1)]
     values = whole @ edges
     return values[_norms(values) > tol]
 
@@ -640,12 +643,14 @@ class _Lifting:
             (rows, coefs) for rows, coefs in self.relations + self.pairings if allowed[list(rows)].all()
         ]
         # Combinations of the dependencies that vanish outside `allowed`.
+        # (Under a learned compression the dependencies hold, and vanish,
+        # only to the interference.)
         combos = np.eye(len(deps))
         if (~allowed).any():
             _, s, vt = np.linalg.svd(deps[:, ~allowed].T, full_matrices=True)
-            combos = vt[int((s > ZERO * max(s.max(initial=0.0), 1.0)).sum()) :]
+            combos = vt[int((s > self.zero * max(s.max(initial=0.0), 1.0)).sum()) :]
         for vector in combos @ deps:
-            rows = np.flatnonzero(np.abs(vector) > ZERO * np.abs(vector).max())
+            rows = np.flatnonzero(np.abs(vector) > self.zero * np.abs(vector).max())
             inside.append((rows.tolist(), vector[rows]))
         reads = self._sparsest_along(reads, inside, tol)
         reads[np.abs(reads) <= tol] = 0.0
@@ -858,6 +863,12 @@ class _Lifting:
             elif _on_one_line(reps, wscale):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 reps = _numerical_direction(reps)
+            elif len(edges) == 1 and _has_steps(unit_scale):
+                # Steps up and back on one line: no categorical SOp's (tracr's
+                # discretiser writes its first value and each step to the next
+                # on lines of their own), a numerical one the probes show at
+                # one value besides 0 (a LinearSequenceMap of a constant).
+                reps = _numerical_direction(shown if _norms(shown).max(initial=0.0) > tol else edges)
             elif not _has_steps(unit_scale):
                 # A Map's or SequenceMap's units each write one value whole:
                 # every line is a value, and each unit writes its scale of its
@@ -881,12 +892,6 @@ class _Lifting:
                 )
                 values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol, line)
                 reps = _distinct_rows(values, ZERO * wscale)
-                if _on_one_line(reps, wscale):
-                    # Opposite values on one line are no categorical SOp's (its
-                    # values are independent): a numerical SOp the probes show
-                    # at one value besides 0 (a LinearSequenceMap of a constant),
-                    # the value shown positive.
-                    reps = _numerical_direction(shown if _norms(shown).max(initial=0.0) > tol else reps)
             directions = list(reps)
             while True:  # values no probe reached, the likeliest first
                 check_deadline(self.deadline)

@@ -145,6 +145,8 @@ def _mlp_table(model, structure: Structure, component: Component, observations) 
 
 # tracr's discretising units come in pairs whose biases differ by exactly 1.
 PAIR_TOLERANCE = 1e-3
+# Fraction of a head's top score within which a key scores as high as BOS.
+SCORE_TOLERANCE = 0.25
 
 
 def _grid(weight: float, bias: float) -> tuple[int, int]:
@@ -229,8 +231,10 @@ def _attention_table(model, structure: Structure, component: Component) -> Atten
     )
     scores = attention_score(head, queries, keys)
     # tracr scores BOS half as high as a selected key (as high, when the head
-    # always attends to BOS, as SelectorWidth's does) and an unselected one at 0.
-    tolerance = 1e-3 * max(1.0, float(np.abs(scores).max()))
+    # always attends to BOS, as SelectorWidth's does) and an unselected one at
+    # 0: the wrong side of BOS is at least a quarter of the top score away,
+    # however far interference moves the scores below that.
+    tolerance = SCORE_TOLERANCE * max(1.0, float(np.abs(scores).max()))
     selected = scores[:, :-1] >= scores[:, -1:] - tolerance
     selects = {(q, k): bool(selected[i, j]) for i, q in enumerate(query_dims) for j, k in enumerate(key_dims)}
     out = structure.block(component.name)
