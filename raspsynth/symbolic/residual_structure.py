@@ -360,17 +360,22 @@ class _StructureReader:
                 fires[atom] = frozenset(np.nonzero(np.round(values).sum(axis=1))[0].tolist())
             elif len(dims) != 1:
                 raise NotTracrStructured(f"MLP {index} writes a multi-dimensional non-one-hot output")
-        single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+        # tracr's only SequenceMap of categorical SOps is categorical.
+        sequence_map = len(inputs) == 2 and all(self.blocks[n].encoding == "categorical" for n in inputs)
+        single = set() if sequence_map else {atom for atom, dims in atom_dims.items() if len(dims) == 1}
         every_row = frozenset(range(len(rows)))
         covers = [(cover, False) for cover in _exact_covers(fires, every_row, single)]
         # Rows where no atom fires are input combinations on which a function
         # is undefined (tracr writes nothing for a value outside the value
-        # set, e.g. `x if x != y else None`). Covers of the other rows are a
-        # second choice, and only with groups of several dimensions: one
-        # dimension firing on some rows reads as a numerical 0/1.
+        # set, e.g. `x if x != y else None`), or under a projection whose
+        # value no state holds, its direction lost. Covers of the other rows
+        # are a second choice, and only with groups of several dimensions
+        # (one dimension firing on some rows reads as a numerical 0/1) or in
+        # a SequenceMap.
         live = frozenset().union(*fires.values()) if fires else every_row
         if live != every_row:
-            covers += [(cover, True) for cover in _exact_covers(fires, live, single, least=2)]
+            least = 1 if sequence_map else 2
+            covers += [(cover, True) for cover in _exact_covers(fires, live, single, least=least)]
         if not covers:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 

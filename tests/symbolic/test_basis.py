@@ -357,3 +357,23 @@ def test_a_copy_of_values_no_state_holds_is_read_after_a_projection():
         assert all(values_equal(a, b, numerical=numerical) for a, b in zip(want, got))
     res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+def test_a_sequence_map_whose_value_no_state_holds_stays_categorical():
+    # `x > y` of a boolean and its copy is never True: under the lossless
+    # projection True's direction is gone, and one dimension firing on some
+    # input rows would read as a numerical 0/1. tracr compiles no numerical
+    # SequenceMap, so it is a categorical SOp with a value no state holds.
+    from tracr.rasp import rasp
+
+    big = rasp.categorical(rasp.Map(lambda x: x > 1, rasp.tokens))
+    same = rasp.categorical(rasp.Map(lambda x: x, big, simplify=False))
+    never = rasp.categorical(rasp.SequenceMap(lambda x, y: x > y, big, same))
+    out = rasp.categorical(rasp.SequenceMap(lambda x, y: x or y, never, rasp.indices))
+    model = compile_program(out, {0, 1, 2, 3}, 4)
+    compressed = model.compressed("lossless", seed=0)
+    assert compressed.d_model < model.d_model
+    structure = read_structure(recover_basis(compressed))
+    assert all(b.encoding == "categorical" for b in structure.blocks if b.name != "one")
+    res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
