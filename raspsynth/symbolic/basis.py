@@ -863,11 +863,13 @@ class _Lifting:
             elif _on_one_line(reps, wscale):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 reps = _numerical_direction(reps)
-            elif len(edges) == 1 and _has_steps(unit_scale):
+            elif len(edges) == 1 and _has_steps(unit_scale) and not self.projected:
                 # Steps up and back on one line: no categorical SOp's (tracr's
                 # discretiser writes its first value and each step to the next
-                # on lines of their own), a numerical one the probes show at
-                # one value besides 0 (a LinearSequenceMap of a constant).
+                # on lines of their own, independent but under a projection,
+                # which can lose all values but one), a numerical one the
+                # probes show at one value besides 0 (a LinearSequenceMap of a
+                # constant).
                 reps = _numerical_direction(shown if _norms(shown).max(initial=0.0) > tol else edges)
             elif not _has_steps(unit_scale):
                 # A Map's or SequenceMap's units each write one value whole:

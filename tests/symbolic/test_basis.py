@@ -236,6 +236,27 @@ def test_a_map_of_a_blending_width_keeps_its_values(kind):
     assert _shape(read_structure(lifted)) == _shape(read_structure(model.permuted(1)))
 
 
+def test_a_constant_selector_width_beside_another_is_read_after_a_projection():
+    # A SelectorWidth of Select FALSE beside one that varies: the projection
+    # loses every width but 0 of the constant one, and its MLP's start and
+    # first step then write on one line. That is a categorical SOp still (a
+    # numerical reading of it left the next MLP reading 3 SOps).
+    from tracr.rasp import rasp
+
+    diff = rasp.categorical(rasp.SequenceMap(lambda x, y: abs(x - y), rasp.tokens, rasp.indices))
+    shifted = rasp.categorical(rasp.Map(lambda x: x + 2, diff, simplify=False))
+    width = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, shifted, rasp.Comparison.LEQ)))
+    above = rasp.categorical(rasp.SequenceMap(lambda x, y: x >= y, shifted, width))
+    never = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, shifted, rasp.Comparison.FALSE)))
+    either = rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) or bool(y), diff, never))
+    out = rasp.categorical(rasp.SelectorWidth(rasp.Select(either, above, rasp.Comparison.LEQ)))
+    compressed = compile_program(out, {0, 1, 2, 3, 4}, 5).compressed("lossless", seed=0)
+    widths = [b for b in read_structure(recover_basis(compressed)).blocks if ".width" in b.name]
+    assert len(widths) == 3 and all(b.encoding == "categorical" for b in widths)
+    res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
+
+
 def _constant_width_model():
     # Select FALSE: every width is 0. Under the lossless projection the head's
     # output 1/(0+1) is `one` on every state, and no state holds any other width.
