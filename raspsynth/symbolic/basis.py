@@ -481,6 +481,10 @@ class _Lifting:
         # Relations of values only, not of directions: see `_pair`.
         self.pairings: list[tuple[tuple[int, ...], tuple[float, ...]]] = []
         self.layers: list[dict] = []
+        # `_dependencies` for the directions and codes as they were at each
+        # count of changes to them: reads ask for it many times between writes.
+        self._changes = 0
+        self._dependencies_at: tuple[int, np.ndarray] | None = None
         ids = np.concatenate([i.reshape(-1) for i, _ in batches])
         positions = np.concatenate([np.tile(np.arange(i.shape[1]), i.shape[0]) for i, _ in batches])
         self.not_bos = positions != 0
@@ -494,6 +498,7 @@ class _Lifting:
         self.dirs.append(np.asarray(direction, dtype=np.float64))
         self.codes.append(np.asarray(code, dtype=np.float64))
         self.writer.append(writer)
+        self._changes += 1
         return len(self.dirs) - 1
 
     def _next_writer(self) -> int:
@@ -668,6 +673,12 @@ class _Lifting:
         return reads
 
     def _dependencies(self) -> np.ndarray:
+        """`_dependencies_now`, computed once per state of the directions and codes."""
+        if self._dependencies_at is None or self._dependencies_at[0] != self._changes:
+            self._dependencies_at = (self._changes, self._dependencies_now())
+        return self._dependencies_at[1]
+
+    def _dependencies_now(self) -> np.ndarray:
         """[k, n]: a basis of the combinations of the directions so far that
         vanish (relative size at most DEPENDENT, as in `_relate`) and that
         their values obey at every visited position. Under a projection these
@@ -776,6 +787,7 @@ class _Lifting:
             codes = self._on_directions(written, group, f"L{index}.head{h}")
             for k, d in enumerate(group):
                 self.codes[d] = codes[:, k]
+            self._changes += 1
             # Exact on every output the head can reach: those are the images.
             out = output_w @ np.linalg.pinv(np.stack([self.dirs[d] for d in group]))
             entry["dims"], entry["out"] = self._unreached_copies(entry["value"], images, group, out)
@@ -991,6 +1003,7 @@ class _Lifting:
         codes = hidden[:, units] @ coef[:, written]
         for k, column in zip(written, codes.T):
             self.codes[targets[k]] = self.codes[targets[k]] + column
+        self._changes += 1
 
     def _pair(self, group: list[int], other: list[int]) -> None:
         """Record that two discretising groups' values are held together
