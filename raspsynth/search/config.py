@@ -58,8 +58,10 @@ class SearchConfig:
     verify_screen_score: float = 0.9  # screening score from which it is verified in full
     # enumeration, for weights that cannot be read
     enumeration_size: int = 3  # value-producing ops in an enumerated program
-    # hybrid on unreadable weights: which of enumeration and the meta-model's
-    # sketches goes first, and the share of the remaining budget it gets
+    # hybrid without the symbolic layer (`symbolic` off): which of enumeration
+    # and the meta-model's sketches goes first, and the share of the remaining
+    # budget it gets. (With it on, weights it cannot read give the meta-model
+    # no blocks either, and enumeration gets the whole budget.)
     strategy: str = "enumerate-first"
     first_share: float = 0.5
     # Z3: per solve (the joint relabelling of values, repair's coefficients)

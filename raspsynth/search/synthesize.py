@@ -269,6 +269,11 @@ class _Run:
         use_neural = mode == "hybrid" and self.checkpoint is not None
         if readable:  # read but not verified, even after repair: the meta-model's turn
             stages = ["neural"] if use_neural else []
+        elif config.symbolic:
+            # The meta-model reads the blocks the symbolic layer found, and it
+            # found none: enumeration gets the whole budget (the meta-model
+            # stays unloaded, "not needed").
+            stages = ["enumerate"]
         else:
             stages = ["enumerate"] + (["neural"] if use_neural else [])
             if config.strategy == "neural-first":
