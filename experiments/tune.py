@@ -77,7 +77,9 @@ def suggest(trial: optuna.Trial) -> SearchConfig:
     )
 
 
-TUNED_FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name not in ABLATION_SWITCHES)
+# Not tuned: the ablation switches, and which checkpoint the meta-model is.
+UNTUNED = (*ABLATION_SWITCHES, "meta_model")
+TUNED_FIELDS = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name not in UNTUNED)
 DEFAULT_PARAMS = {name: getattr(SearchConfig(), name) for name in TUNED_FIELDS}
 
 

@@ -17,6 +17,7 @@ raspsynth data generate|stats ...        training-data pipeline
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -63,10 +64,12 @@ def _stage_printer(quiet: bool):
 
 def _synthesize(args: argparse.Namespace):
     from raspsynth.search import synthesize
-    from raspsynth.search.config import read_config
+    from raspsynth.search.config import load_config, read_config
     from raspsynth.tracr_bridge import load_model
 
     config = read_config(args.config) if args.config else None
+    if args.meta_model is not None:
+        config = dataclasses.replace(config or load_config(), meta_model=args.meta_model)
     progress = _stage_printer(args.quiet)
     if progress:
         progress(f"load {args.model}")
@@ -124,8 +127,6 @@ def cmd_synthesize_many(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from raspsynth.neural.meta_model import MetaModelConfig
     from raspsynth.neural.train import TrainConfig, train
 
@@ -220,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--config",
             help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped "
             "with raspsynth)",
+        )
+        p.add_argument(
+            "--meta-model",
+            help='meta-model checkpoint: "cpu" (the default), "gpu" (the larger one trained on a GPU) '
+            "or a .pt file; overrides the config's",
         )
         if name == "synthesize":
             p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")

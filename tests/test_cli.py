@@ -114,3 +114,14 @@ def test_synthesize_reads_a_transformer_lens_checkpoint(capsys, tmp_path, shared
     assert "needs its vocabularies" in capsys.readouterr().err
     assert main(["synthesize", str(tmp_path / "length.pth"), "--spec", str(moved), "--quiet"]) == 0
     assert "verified (exhaustive)" in capsys.readouterr().out
+
+
+def test_synthesize_takes_the_meta_model_by_name(capsys, shared_examples):
+    hist = next(p for p in shared_examples if p.stem == "hist")
+    assert main(["synthesize", str(hist), "--mode", "neural", "--meta-model", "gpu", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["verified"] is True
+    assert payload["report"]["meta_model"] == "loaded meta_model_gpu.pt"
+    assert payload["report"]["config"]["changed"]["meta_model"] == "gpu"  # the rest: the tuned config
+    assert main(["synthesize", str(hist), "--meta-model", "big"]) == 2
+    assert "meta_model must be one of cpu, gpu or a .pt file" in capsys.readouterr().err

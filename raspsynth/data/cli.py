@@ -25,6 +25,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         backend=args.backend,
         shard_size=args.shard_size,
         sampler=sampler,
+        max_minutes=args.max_minutes,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -49,6 +50,9 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--backend", choices=("process", "ray"), default="process")
     g.add_argument("--shard-size", type=int, default=256)
+    g.add_argument(
+        "--max-minutes", type=float, default=None, help="stop at the first shard after this long (resumable)"
+    )
     g.add_argument("--min-ops", type=int, default=1)
     g.add_argument("--max-ops", type=int, default=10)
     g.add_argument("--vocab-size", type=int, nargs=2, default=(5, 5), metavar=("LOW", "HIGH"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -172,11 +173,14 @@ def generate(
     sampler: SamplerConfig = SamplerConfig(),
     progress: bool = True,
     max_shards: int | None = None,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Generate (or resume) a dataset of `n` distinct programs in `out`.
 
     `max_shards` stops after writing that many new shards (used to test
-    resumption). Returns a summary with the sampling statistics.
+    resumption); `max_minutes` stops at the first shard boundary after that
+    much wall time, leaving a dataset that a rerun resumes. Returns a summary
+    with the sampling statistics.
     """
     if not isinstance(sampler, SamplerConfig):
         raise DatasetError(f"sampler must be a SamplerConfig; got {type(sampler).__name__}")
@@ -207,10 +211,13 @@ def generate(
 
     run = _inline_results if workers == 1 else {"process": _pool_results, "ray": _ray_results}[backend]
     index, written = len(done), 0
+    stop_at = None if max_minutes is None else time.monotonic() + 60 * max_minutes
     bar = tqdm(total=n, initial=min(count, n), desc="programs", unit="prog", disable=not progress)
     results = run(jobs(), workers)
     try:
         while count < n and (max_shards is None or written < max_shards):
+            if stop_at is not None and time.monotonic() > stop_at:
+                break
             shard = next(results)
             records = []
             for record in shard.records:

@@ -19,6 +19,18 @@ TOP_K = 5  # sketches returned
 HOLE_THRESHOLD = 0.5  # a slot below this probability is a hole
 
 
+# The committed checkpoints, by the name `SearchConfig.meta_model` gives them:
+# the default, trained on the 2-core CPU, and the larger one trained on a GPU
+# (README, "Meta-model").
+CHECKPOINTS = {"cpu": "meta_model.pt", "gpu": "meta_model_gpu.pt"}
+DEFAULT_META_MODEL = "cpu"
+
+
 def default_checkpoint() -> Path:
     """Where synthesize() looks for the trained meta-model."""
-    return CHECKPOINT_DIR / "meta_model.pt"
+    return CHECKPOINT_DIR / CHECKPOINTS[DEFAULT_META_MODEL]
+
+
+def checkpoint_path(name: str) -> Path:
+    """A committed checkpoint by name ("cpu", "gpu"), else `name` read as a file path."""
+    return CHECKPOINT_DIR / CHECKPOINTS[name] if name in CHECKPOINTS else Path(name)

@@ -187,21 +187,40 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+# A checkpoint with its optimizer state is a few MB on the CPU and tens of MB
+# at GPU scale; a file far past that is no checkpoint, and torch would read it
+# into memory whole before saying so.
+MAX_CHECKPOINT_BYTES = 512 * 2**20
+
+
 def load_meta_model(path: str | Path, device: str | torch.device = "cpu") -> MetaModel:
-    """A trained meta-model from a checkpoint written by `train` or `export_checkpoint`."""
+    """A trained meta-model from a checkpoint written by `train` or
+    `export_checkpoint`. Read as tensors and plain data only (no pickled code
+    runs); RaspsynthError for anything else, a corrupt file included."""
+    path = Path(path)
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        size = path.stat().st_size
+    except OSError as err:
+        raise RaspsynthError(f"{path}: not a raspsynth meta-model checkpoint ({err})") from None
+    if size > MAX_CHECKPOINT_BYTES:
+        raise RaspsynthError(
+            f"{path}: {size} bytes, more than a meta-model checkpoint can be ({MAX_CHECKPOINT_BYTES})"
+        )
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
         meta_model = MetaModel(MetaModelConfig(**state["model_config"]))
         meta_model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    except (OSError, KeyError, RuntimeError, TypeError) as err:
-        raise RaspsynthError(f"{path}: not a raspsynth meta-model checkpoint ({err})") from None
+    except Exception as err:  # torch raises many kinds on corrupt input
+        raise RaspsynthError(
+            f"{path}: not a raspsynth meta-model checkpoint ({type(err).__name__}: {err})"
+        ) from None
     return meta_model.to(device).eval()
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> None:
     """Weights only, in float16 (half the size; decoding runs in float32), with
     the model config and the step and figures it was trained to."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     slim = {
         "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
         "model_config": state["model_config"],
@@ -235,7 +254,7 @@ def train(
     out = Path(out)
     step, best = 0, (-1.0, -1.0)
     if out.exists():
-        state = torch.load(out, map_location=device, weights_only=False)
+        state = torch.load(out, map_location=device, weights_only=True)
         meta_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, best = state["step"], tuple(state["best_val"])
@@ -306,7 +325,7 @@ def _save(path: Path, meta_model: MetaModel, optimizer, step: int, best: tuple, 
         "model_config": meta_model.config.to_json(),
         "optimizer": optimizer.state_dict(),
         "step": step,
-        "best_val": list(best),
+        "best_val": [float(v) for v in best],  # plain floats: read back with weights_only
         "train_config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
     }
     tmp = path.with_suffix(".tmp")

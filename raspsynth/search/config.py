@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from raspsynth.errors import InputError
-from raspsynth.neural import BEAM, HOLE_THRESHOLD, TOP_K
+from raspsynth.neural import BEAM, CHECKPOINTS, DEFAULT_META_MODEL, HOLE_THRESHOLD, TOP_K
 from raspsynth.symbolic.expression_search import DEFAULT_MAX_SIZE
 from raspsynth.symbolic.value_semantics import SOLVER_TIMEOUT_MS
 
@@ -47,6 +47,8 @@ class ConfigError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
+    # the meta-model: a committed checkpoint by name ("cpu", "gpu") or a .pt path
+    meta_model: str = DEFAULT_META_MODEL
     # the meta-model's beam search
     beam: int = BEAM  # beams kept per decoding step
     top_k: int = TOP_K  # sketches tried
@@ -84,6 +86,12 @@ class SearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
+        if not isinstance(self.meta_model, str) or not (
+            self.meta_model in CHECKPOINTS or self.meta_model.endswith((".pt", ".pth"))
+        ):
+            raise ConfigError(
+                f"meta_model must be one of {', '.join(CHECKPOINTS)} or a .pt file; got {self.meta_model!r}"
+            )
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         for name in ABLATION_SWITCHES:

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from raspsynth.errors import InputError, MetaModelUnavailable, checked_budget, checked_seed
-from raspsynth.neural import default_checkpoint
+from raspsynth.neural import DEFAULT_META_MODEL, checkpoint_path, default_checkpoint
 from raspsynth.program.ir import PREDICATE_ARGUMENTS, Program
 from raspsynth.program.source import to_source
-from raspsynth.search.config import SearchConfig, config_source, read_config
+from raspsynth.search.config import ConfigError, SearchConfig, config_source, read_config
 from raspsynth.search.enumerate import enumerate_programs
 from raspsynth.search.repair import repair
 from raspsynth.search.verify import Verification, verify
@@ -220,13 +220,17 @@ class _Run:
         # The meta-model loads (and torch imports) only when a stage needs it.
         self.checkpoint, self._meta_model = None, None
         self.decompiled = None
+        chosen = config.meta_model != DEFAULT_META_MODEL
+        wanted = checkpoint_path(config.meta_model) if chosen else default_checkpoint()
         if mode == "search":
             self.report["meta_model"] = "not used (mode search)"
-        elif default_checkpoint().exists():
-            self.checkpoint = default_checkpoint()
+        elif wanted.is_file():
+            self.checkpoint = wanted
             self.report["meta_model"] = f"available: {self.checkpoint.name} (not needed)"
+        elif chosen:  # asked for by name: a missing file is an error, not a quiet fallback
+            raise ConfigError(f"meta_model {config.meta_model!r}: no checkpoint at {wanted}")
         else:
-            self.report["meta_model"] = f"no meta-model checkpoint at {default_checkpoint()}"
+            self.report["meta_model"] = f"no meta-model checkpoint at {wanted}"
 
     @property
     def meta_model(self):

@@ -70,6 +70,14 @@ def test_kill_and_resume_equals_one_uninterrupted_run(tmp_path, uninterrupted):
     assert same_dataset(out, uninterrupted)
 
 
+def test_a_time_limit_stops_at_a_shard_boundary_and_resumes(tmp_path, uninterrupted):
+    out = tmp_path / "timed"
+    summary = generate(out, N, seed=5, shard_size=SHARD, progress=False, max_minutes=0)
+    assert summary["programs"] == 0 and not list(iter_records(out))  # out of time before the first shard
+    generate(out, N, seed=5, shard_size=SHARD, progress=False, max_minutes=10)
+    assert same_dataset(out, uninterrupted)
+
+
 def test_process_pool_gives_the_same_dataset(tmp_path, uninterrupted):
     out = tmp_path / "pool"
     generate(out, N, seed=5, shard_size=SHARD, workers=2, progress=False)

@@ -15,6 +15,8 @@ from tracr.rasp import rasp
 
 from raspsynth import synthesize
 from raspsynth.data.generate import generate
+from raspsynth.errors import RaspsynthError
+from raspsynth.neural import checkpoint_path, default_checkpoint
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.decode import _log_probs, beam_search, ground_tables
 from raspsynth.neural.meta_model import MetaModel, MetaModelConfig, collate
@@ -33,6 +35,7 @@ from raspsynth.neural.train import (
 from raspsynth.program.canonical import canonical_hash
 from raspsynth.program.evaluate import evaluate
 from raspsynth.program.sampler import SamplerConfig
+from raspsynth.search.config import ConfigError, SearchConfig
 from raspsynth.search.verify import verify
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.lib_programs import lib_programs
@@ -288,12 +291,50 @@ def test_distributed_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
     assert state["step"] == 6
 
 
+@pytest.mark.parametrize("checkpoint", ["cpu", "gpu"])
 @pytest.mark.parametrize("name", ["make_hist", "make_sort_unique", "make_frac_prevs"])
-def test_the_committed_checkpoint_alone_recovers_programs_over_string_tokens(name):
+def test_the_committed_checkpoints_alone_recover_programs_over_string_tokens(name, checkpoint):
     """The training programs have integer tokens only; over letters every
     function on tokens is a table token, filled from the reading. Pure
-    neural mode (no search, no repair) still verifies against tracr's model."""
+    neural mode (no search, no repair) still verifies against tracr's model,
+    with either committed checkpoint."""
     entry = lib_programs()[name]
     model = compile_program(entry.build(), {"a", "b", "c", "d"}, entry.max_seq_len).rotated(3)
-    result = synthesize(model, mode="neural", budget_s=60)
+    result = synthesize(model, mode="neural", budget_s=60, config=SearchConfig(meta_model=checkpoint))
     assert result.verified and {op["from"] for op in result.report["ops"]} == {"neural"}
+    assert result.report["meta_model"] == f"loaded {checkpoint_path(checkpoint).name}"
+
+
+def test_a_meta_model_is_chosen_by_name_or_path_and_a_missing_one_is_an_error(tmp_path):
+    gpu, cpu = load_meta_model(checkpoint_path("gpu")), load_meta_model(default_checkpoint())
+    assert gpu.config.width > cpu.config.width
+    with pytest.raises(ConfigError, match="meta_model must be one of cpu, gpu or a .pt file"):
+        SearchConfig(meta_model="large")
+    model = compile_program(lib_programs()["make_length"].build(), {0, 1, 2}, 5)
+    missing = SearchConfig(meta_model=str(tmp_path / "none.pt"))
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        synthesize(model, mode="neural", config=missing)
+    # search mode reads no meta-model, so it asks for none
+    assert synthesize(model, mode="search", config=missing).verified
+
+
+class _Payload:
+    """Pickles to a call: a checkpoint that would run code if unpickled freely."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_file_that_is_no_checkpoint_is_refused_by_name(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(RaspsynthError, match="not a raspsynth meta-model checkpoint"):
+        load_meta_model(garbage)
+    # Only tensors and plain data are read: a pickled call is refused, never run.
+    payload = tmp_path / "payload.pt"
+    torch.save({"model_config": {}, "model": _Payload()}, payload)
+    with pytest.raises(RaspsynthError, match="not a raspsynth meta-model checkpoint"):
+        load_meta_model(payload)
+    assert "code ran" not in capsys.readouterr().out
+    with pytest.raises(RaspsynthError, match="not a raspsynth meta-model checkpoint"):
+        load_meta_model(tmp_path / "missing.pt")
