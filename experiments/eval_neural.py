@@ -20,8 +20,10 @@ search, no repair). Reported, for the top-1 and for the best of the top-k:
 
     python experiments/eval_neural.py [--sets test rotated peer interpbench] [--n 200] [--k 5]
     python experiments/eval_neural.py --quick     # 20 test-split programs
+    python experiments/eval_neural.py --checkpoint gpu   # the GPU-trained checkpoint
 
-Writes experiments/results/eval_neural.json and eval_neural.png.
+Writes experiments/results/eval_neural.json and eval_neural.png (for another
+checkpoint than the default: eval_neural_NAME.json and .png).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from program_sets import Case, devset_cases, sampled_cases  # noqa: E402
 
-from raspsynth.neural import BEAM, TOP_K, default_checkpoint  # noqa: E402
+from raspsynth.neural import BEAM, CHECKPOINTS, DEFAULT_META_MODEL, TOP_K, checkpoint_path  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
 from raspsynth.neural.train import load_meta_model  # noqa: E402
 from raspsynth.program.canonical import canonical_hash  # noqa: E402
@@ -84,7 +86,9 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    parser.add_argument("--checkpoint", default=str(default_checkpoint()))
+    parser.add_argument(
+        "--checkpoint", default=DEFAULT_META_MODEL, help=f"{', '.join(CHECKPOINTS)} or a checkpoint file"
+    )
     parser.add_argument("--n", type=int, default=200, help="programs per sampled set")
     parser.add_argument("--k", type=int, default=TOP_K)
     parser.add_argument("--beam", type=int, default=BEAM)
@@ -94,7 +98,9 @@ def main() -> None:
     if args.quick:
         args.n, args.sets = 20, ["test"]
 
-    meta_model = load_meta_model(args.checkpoint)
+    meta_model = load_meta_model(checkpoint_path(args.checkpoint))
+    default = args.checkpoint == DEFAULT_META_MODEL
+    name = "eval_neural" if default else f"eval_neural_{Path(args.checkpoint).stem}"
     began = time.monotonic()
     rows = []
     for set_name in args.sets:
@@ -120,7 +126,7 @@ def main() -> None:
     print(f"wall time {report['wall_s']:.0f} s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_neural.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for set_name in args.sets:
@@ -131,11 +137,11 @@ def main() -> None:
         ax.plot(lengths, [100 * by_length[n]["top1_functional"] for n in lengths], marker="o", label=label)
     ax.set_xlabel("program length (SOps)")
     ax.set_ylabel("top-1 sketch verified (%)")
-    ax.set_title("Meta-model alone (no search, no repair)")
+    ax.set_title(f"Meta-model alone (no search, no repair), checkpoint {args.checkpoint}")
     ax.set_ylim(0, 105)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "eval_neural.png", dpi=120)
+    fig.savefig(out / f"{name}.png", dpi=120)
 
 
 if __name__ == "__main__":
