@@ -16,6 +16,10 @@
 # RESULTS (exported checkpoint, log and the packed cache, default runs/gpu-out).
 # A packed cache under $RESULTS/cache.tar.xz.* is unpacked when DATA has none,
 # so the train stage can run on another machine than the data stage.
+# It needs the project's dependencies: on a machine that has torch, numpy and
+# JAX but not the rest (the lent GPU machines), install wheels of tracr-pypi,
+# dm-haiku, jmp and z3-solver first (`pip install --target DIR`, DIR on
+# PYTHONPATH).
 set -euo pipefail
 
 DATA=${DATA:-data/gpu}
