@@ -331,6 +331,65 @@ def _copy_roots(structure: Structure, tables: dict) -> dict[int, int]:
     return roots
 
 
+def _one_comparison_for_all(pairs: list, ctx):
+    """Z3's "one comparison decides every (query, key) pair as the table does",
+    from (query term, key term, query value, key value, chosen) per pair, a
+    value being None where the term is a variable.
+
+    Written out plainly this is Or over comparisons of And over pairs, one
+    term per pair; building those terms through Z3's Python API took 45 of
+    50 s on a 224-dimensional model (interpbench case_126, rotated). So the
+    pairs are taken once per pair of terms, a comparison that no labelling
+    can fit is left out before any term is built (`_comparisons_that_can_fit`),
+    a pair of two read values is decided here, and an atom is used as it is
+    or negated, never compared with a Boolean. The formula is equivalent.
+    """
+    import z3
+
+    grid: dict = {}
+    for q, k, q_value, k_value, chosen in pairs:
+        key = (q.get_id(), k.get_id())
+        if grid.setdefault(key, (q, k, q_value, k_value, chosen))[4] != chosen:
+            return z3.BoolVal(False, ctx)  # one pair of labels both selected and not
+    options = []
+    for name in _comparisons_that_can_fit(list(grid), [p[4] for p in grid.values()]):
+        op, atoms, possible = PREDICATES[name], [], True
+        for q, k, q_value, k_value, chosen in grid.values():
+            atom = op(k_value, q_value) if q_value is not None and k_value is not None else op(k, q)
+            if isinstance(atom, z3.BoolRef):
+                atoms.append(atom if chosen else z3.Not(atom, ctx))
+            elif bool(atom) != chosen:  # decided: this comparison cannot be the one
+                possible = False
+                break
+        if possible:
+            options.append(z3.And(*atoms, ctx) if atoms else z3.BoolVal(True, ctx))
+    return z3.Or(*options, ctx) if options else z3.BoolVal(False, ctx)
+
+
+def _comparisons_that_can_fit(keys: list[tuple], chosen: list[bool]) -> list[str]:
+    """The comparisons some labelling could make select exactly `chosen` at the
+    (query, key) term pairs `keys`: a necessary test, so leaving the others out
+    changes nothing. Distinct terms of one side are distinct labels (a block's
+    values are distinct), so equality selects at most one key per query and
+    one query per key (inequality: leaves out at most one), and an order
+    comparison selects nested sets: no two queries q1, q2 and keys k1, k2
+    with q1 taking k1 but not k2 and q2 taking k2 but not k1.
+    """
+    rows = {q: i for i, q in enumerate(dict.fromkeys(q for q, _ in keys))}
+    cols = {k: j for j, k in enumerate(dict.fromkeys(k for _, k in keys))}
+    taken = np.zeros((len(rows), len(cols)), dtype=np.int64)
+    left = np.zeros_like(taken)
+    for (q, k), selected in zip(keys, chosen):
+        (taken if selected else left)[rows[q], cols[k]] = 1
+    fit = {"TRUE": not left.any(), "FALSE": not taken.any()}
+    fit["EQ"] = taken.sum(0).max() <= 1 and taken.sum(1).max() <= 1
+    fit["NEQ"] = left.sum(0).max() <= 1 and left.sum(1).max() <= 1
+    crossing = bool(((taken @ left.T > 0) & (left @ taken.T > 0)).any())
+    for name in ("LT", "LEQ", "GT", "GEQ"):
+        fit[name] = not crossing
+    return [name for name in PREDICATES if fit[name]]
+
+
 def _solve_jointly(
     integer: bool,
     structure: Structure,
@@ -369,22 +428,23 @@ def _solve_jointly(
     def constant(value):
         return z3.IntVal(int(value), ctx) if integer else z3.RealVal(value, ctx)
 
-    def boolean(value):
-        return value if isinstance(value, z3.BoolRef) else z3.BoolVal(bool(value), ctx)
-
     variables = {
         d: z3.Const(f"{block_of.get(root[d], block_of[d])}={values.get(root[d])!r}", sort) for d in free_dims
     }
 
+    def read_value(d):  # a dimension that is no variable: its value as Z3 compares it
+        value = values.get(d)
+        if isinstance(value, (bool, int, np.integer)):
+            return int(value)
+        if isinstance(value, float) and not integer:
+            return value
+        return None
+
     def term(d):
         if d in variables:
             return variables[d]
-        value = values.get(d)
-        if isinstance(value, (bool, int, np.integer)):
-            return constant(int(value))
-        if isinstance(value, float) and not integer:
-            return constant(value)
-        return None
+        value = read_value(d)
+        return None if value is None else constant(value)
 
     solver = z3.Optimize(ctx=ctx)
     if deadline is not None:
@@ -403,20 +463,21 @@ def _solve_jointly(
         )
         if not any(d in variables for pair in table.selects for d in pair):
             continue  # read values only: a custom predicate if no comparison, nothing to solve
-        pairs = [(term(q), term(k), chosen) for (q, k), chosen in ordered]
-        if any(q is None or k is None for q, k, _ in pairs):
+        pairs = [
+            (
+                term(q),
+                term(k),
+                None if q in variables else read_value(q),
+                None if k in variables else read_value(k),
+                bool(chosen),
+            )
+            for (q, k), chosen in ordered
+        ]
+        if any(q is None or k is None for q, k, *_ in pairs):
             if any(d in variables for pair in table.selects for d in pair):
                 return None  # a free block is compared with values Z3 cannot order
             continue
-        solver.add(
-            z3.Or(
-                *[
-                    z3.And(*[boolean(op(k, q)) == chosen for q, k, chosen in pairs], ctx)
-                    for op in PREDICATES.values()
-                ],
-                ctx,
-            )
-        )
+        solver.add(_one_comparison_for_all(pairs, ctx))
     for d, v in variables.items():
         current = values.get(d)
         if isinstance(current, (int, np.integer)) and not isinstance(current, bool):
