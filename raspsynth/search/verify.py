@@ -20,7 +20,10 @@ business (`synthesize`).
 When the first chunk matches and the rest would take more than
 `ALL_PROBES_S`, the recompiled weights are compared with the model's first
 (`weights_isomorphic`): equal weights prove equal outputs on every input,
-so the remaining probes are skipped (`isomorphism` says so).
+so the remaining probes are skipped (`isomorphism` says so). Probes that
+fit in one largest chunk always run: on a loaded machine the first chunk's
+time (one-off costs included) would otherwise turn an exhaustive
+certificate into an isomorphic one by chance.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def verify(
                 weights_first
                 and isomorphism is None
                 and matched == checked
+                and len(inputs) - checked > LARGEST_CHUNK
                 and per_probe * (len(inputs) - checked) > ALL_PROBES_S
             ):
                 isomorphism = weights_isomorphic(model, compiled, inputs, deadline)

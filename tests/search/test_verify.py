@@ -5,11 +5,15 @@ undefined."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 from raspsynth.program.ir import Fn, Op, Program
 from raspsynth.search import verify
 from raspsynth.tracr_bridge import compile_program
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+# The package exports the function `verify` under the module's own name.
+verify_module = importlib.import_module("raspsynth.search.verify")
 
 PLUS_ONE = Program((Op("map", "m", ("tokens",), "categorical", Fn("add", (1,))),), "m")
 
@@ -71,3 +75,16 @@ def test_a_candidate_undefined_where_the_model_is_defined_is_rejected():
     inside = [seq for seq in ([0], [1, 0], [0, 1, 2], [2, 1, 0, 3])]
     assert verify(partial, model, inside).verified
     assert not verify(identity, _model(partial)).verified
+
+
+def test_a_small_probe_set_always_runs_whole_however_slow_the_machine(monkeypatch):
+    # With every probe "too slow" (a loaded machine), the weights are compared
+    # only when more than one full chunk of probes remains: a small probe set
+    # still runs whole, so its certificate does not depend on the machine.
+    monkeypatch.setattr(verify_module, "ALL_PROBES_S", 0.0)
+    small = verify(PLUS_ONE, _model(PLUS_ONE).permuted(1))
+    assert small.complete and small.isomorphism is None and small.probes == 340
+    model = compile_program(to_rasp(PLUS_ONE), {0, 1, 2, 3}, 7).permuted(1)
+    large = verify(PLUS_ONE, model)
+    assert large.verified and large.isomorphism is not None and large.isomorphism.found
+    assert not large.complete and large.probes == verify_module.FIRST_CHUNK
