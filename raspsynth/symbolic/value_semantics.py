@@ -341,8 +341,11 @@ def _one_comparison_for_all(pairs: list, ctx):
     50 s on a 224-dimensional model (interpbench case_126, rotated). So the
     pairs are taken once per pair of terms, a comparison that no labelling
     can fit is left out before any term is built (`_comparisons_that_can_fit`),
-    a pair of two read values is decided here, and an atom is used as it is
-    or negated, never compared with a Boolean. The formula is equivalent.
+    an order comparison over every query-key pair is a chain of neighbouring
+    classes (`_order_chain`: O(queries + keys) atoms, not their product), a
+    pair of two read values is decided here, and an atom is used as it is or
+    negated, never compared with a Boolean. The formula is equivalent (the
+    chain's bounds are existential: any labelling that fits has them).
     """
     import z3
 
@@ -351,8 +354,15 @@ def _one_comparison_for_all(pairs: list, ctx):
         key = (q.get_id(), k.get_id())
         if grid.setdefault(key, (q, k, q_value, k_value, chosen))[4] != chosen:
             return z3.BoolVal(False, ctx)  # one pair of labels both selected and not
+    pattern = _SelectionPattern.of(list(grid), [p[4] for p in grid.values()])
     options = []
-    for name in _comparisons_that_can_fit(list(grid), [p[4] for p in grid.values()]):
+    for name in pattern.comparisons_that_can_fit():
+        if name in ORDER_COMPARISONS and pattern.complete:
+            terms = {}
+            for q, k, *_ in grid.values():
+                terms[q.get_id()], terms[k.get_id()] = q, k
+            options.append(_order_chain(name, pattern, terms, ctx))
+            continue
         op, atoms, possible = PREDICATES[name], [], True
         for q, k, q_value, k_value, chosen in grid.values():
             atom = op(k_value, q_value) if q_value is not None and k_value is not None else op(k, q)
@@ -366,28 +376,106 @@ def _one_comparison_for_all(pairs: list, ctx):
     return z3.Or(*options, ctx) if options else z3.BoolVal(False, ctx)
 
 
+ORDER_COMPARISONS = ("LT", "LEQ", "GT", "GEQ")
+
+
+@dataclasses.dataclass(frozen=True)
+class _SelectionPattern:
+    """A select table over term pairs as a 0/1 matrix: `taken[i, j]` where
+    query `rows[i]` selects key `cols[j]`, `left` where it does not (both 0
+    where the pair is absent)."""
+
+    rows: tuple
+    cols: tuple
+    taken: np.ndarray
+    left: np.ndarray
+
+    @staticmethod
+    def of(keys: list[tuple], chosen: list[bool]) -> _SelectionPattern:
+        rows = {q: i for i, q in enumerate(dict.fromkeys(q for q, _ in keys))}
+        cols = {k: j for j, k in enumerate(dict.fromkeys(k for _, k in keys))}
+        taken = np.zeros((len(rows), len(cols)), dtype=np.int64)
+        left = np.zeros_like(taken)
+        for (q, k), selected in zip(keys, chosen):
+            (taken if selected else left)[rows[q], cols[k]] = 1
+        return _SelectionPattern(tuple(rows), tuple(cols), taken, left)
+
+    @property
+    def complete(self) -> bool:
+        """Every query paired with every key."""
+        return bool((self.taken + self.left).all())
+
+    def comparisons_that_can_fit(self) -> list[str]:
+        """The comparisons some labelling could make select exactly this
+        pattern: a necessary test, so leaving the others out changes
+        nothing. Distinct terms of one side are distinct labels (a block's
+        values are distinct), so equality selects at most one key per query
+        and one query per key (inequality: leaves out at most one), and an
+        order comparison selects nested sets: no two queries q1, q2 and keys
+        k1, k2 with q1 taking k1 but not k2 and q2 taking k2 but not k1."""
+        taken, left = self.taken, self.left
+        fit = {"TRUE": not left.any(), "FALSE": not taken.any()}
+        fit["EQ"] = taken.sum(0).max() <= 1 and taken.sum(1).max() <= 1
+        fit["NEQ"] = left.sum(0).max() <= 1 and left.sum(1).max() <= 1
+        crossing = bool(((taken @ left.T > 0) & (left @ taken.T > 0)).any())
+        for name in ORDER_COMPARISONS:
+            fit[name] = not crossing
+        return [name for name in PREDICATES if fit[name]]
+
+
 def _comparisons_that_can_fit(keys: list[tuple], chosen: list[bool]) -> list[str]:
-    """The comparisons some labelling could make select exactly `chosen` at the
-    (query, key) term pairs `keys`: a necessary test, so leaving the others out
-    changes nothing. Distinct terms of one side are distinct labels (a block's
-    values are distinct), so equality selects at most one key per query and
-    one query per key (inequality: leaves out at most one), and an order
-    comparison selects nested sets: no two queries q1, q2 and keys k1, k2
-    with q1 taking k1 but not k2 and q2 taking k2 but not k1.
-    """
-    rows = {q: i for i, q in enumerate(dict.fromkeys(q for q, _ in keys))}
-    cols = {k: j for j, k in enumerate(dict.fromkeys(k for _, k in keys))}
-    taken = np.zeros((len(rows), len(cols)), dtype=np.int64)
-    left = np.zeros_like(taken)
-    for (q, k), selected in zip(keys, chosen):
-        (taken if selected else left)[rows[q], cols[k]] = 1
-    fit = {"TRUE": not left.any(), "FALSE": not taken.any()}
-    fit["EQ"] = taken.sum(0).max() <= 1 and taken.sum(1).max() <= 1
-    fit["NEQ"] = left.sum(0).max() <= 1 and left.sum(1).max() <= 1
-    crossing = bool(((taken @ left.T > 0) & (left @ taken.T > 0)).any())
-    for name in ("LT", "LEQ", "GT", "GEQ"):
-        fit[name] = not crossing
-    return [name for name in PREDICATES if fit[name]]
+    """`_SelectionPattern.comparisons_that_can_fit` of the pairs `keys`."""
+    return _SelectionPattern.of(keys, chosen).comparisons_that_can_fit()
+
+
+def _order_chain(name: str, pattern: _SelectionPattern, terms: dict, ctx):
+    """Z3's "order comparison `name` selects exactly `pattern`", for a complete
+    pattern with nested selections (no crossing), in O(queries + keys) atoms.
+
+    Keys selected by the same queries form a class; nested selections order
+    the classes from the lowest key up (for LT and LEQ the lowest are the
+    most selected, for GT and GEQ the least), and each query sits in one gap
+    of that chain: above the classes it takes (LT, LEQ) or leaves (GT, GEQ),
+    below the rest. So: each class lies within bounds [low, high], and each
+    query lies between the high of the class under it and the low of the
+    class over it, strictly where the comparison is strict. Any labelling
+    that fits the pattern satisfies this with low and high the class's least
+    and greatest key. Any solution fits the pattern: two neighbouring classes
+    differ, so some query lies between them, which orders the chain, and
+    every key of a lower class then lies below every query above it.
+    `terms` maps a term id to its Z3 term."""
+    import z3
+
+    takes_low = name in ("LT", "LEQ")  # the keys a query selects lie below it
+    strict_below = name in ("LT", "GEQ")  # key < query on the chain's lower side
+    counts = pattern.taken.sum(0)
+    levels = sorted(set(counts.tolist()), reverse=takes_low)
+    level_of = {count: i for i, count in enumerate(levels)}
+    classes: list[list] = [[] for _ in levels]
+    for j, count in enumerate(counts.tolist()):
+        classes[level_of[count]].append(terms[pattern.cols[j]])
+    sort = classes[0][0].sort()
+    atoms, bounds = [], []
+    for members in classes:
+        if len(members) == 1:
+            bounds.append((members[0], members[0]))
+            continue
+        low, high = z3.FreshConst(sort, "low"), z3.FreshConst(sort, "high")
+        atoms += [low <= member for member in members] + [member <= high for member in members]
+        bounds.append((low, high))
+    # A query's gap: the number of classes below it, read from any key of each class.
+    first_key = [int(np.flatnonzero(counts == count)[0]) for count in levels]
+    for i, q in enumerate(pattern.rows):
+        taken = [bool(pattern.taken[i, j]) for j in first_key]
+        gap = sum(taken) if takes_low else len(taken) - sum(taken)
+        query = terms[q]
+        if gap > 0:
+            high = bounds[gap - 1][1]
+            atoms.append(high < query if strict_below else high <= query)
+        if gap < len(bounds):
+            low = bounds[gap][0]
+            atoms.append(query <= low if strict_below else query < low)
+    return z3.And(*atoms, ctx) if atoms else z3.BoolVal(True, ctx)
 
 
 def _solve_jointly(

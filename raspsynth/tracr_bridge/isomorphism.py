@@ -92,6 +92,15 @@ def weights_isomorphic(
 
 def _compared(target, candidate, t_layers, c_layers, inputs, rows, columns, deadline) -> Isomorphism:
     """The permutation search and weight comparison; BudgetSpent at `deadline`."""
+    # A permutation keeps each embedding's entries: where they differ (a
+    # rotated or mixed residual), no permutation is worth searching for.
+    for name, mine, theirs in (
+        ("token embeddings", target.token_embed, candidate.token_embed[rows]),
+        ("position embeddings", target.pos_embed, candidate.pos_embed),
+        ("unembeddings", target.unembed, candidate.unembed[:, columns]),
+    ):
+        if not _close(np.sort(mine, axis=None), np.sort(theirs, axis=None)):
+            return Isomorphism(False, f"{name} differ (their entries, whatever the permutation)")
     inputs = inputs[:SIGNATURE_INPUTS]
     t_sig = _signatures(target, t_layers, inputs, np.arange(len(target.spec.input_vocab)), None)
     check_deadline(deadline)

@@ -71,3 +71,6 @@ def test_a_rotated_residual_is_not_a_permutation():
     model = compile_program(lib.make_hist(), {1, 2, 3}, 4)
     result = weights_isomorphic(model.rotated(1), model, probe_inputs(model))
     assert not result.found
+    # Told by the embeddings' entries, before any permutation is sought.
+    assert result.reason == "token embeddings differ (their entries, whatever the permutation)"
+    assert weights_isomorphic(model.permuted(1), model, probe_inputs(model)).found
