@@ -36,6 +36,7 @@ from raspsynth.data.shards import (
     write_shard,
 )
 from raspsynth.program.sampler import SamplerConfig
+from raspsynth.tracr_bridge.model import one_blas_thread
 
 DEFAULT_SPLITS = (("train", 0.9), ("val", 0.05), ("test", 0.05))
 BACKENDS = ("process", "ray")
@@ -56,25 +57,26 @@ def generate_shard(seed: int, index: int, size: int, sampler: SamplerConfig) -> 
     stats = SamplingStats()
     records, models = [], []
     seen: set[str] = set()
-    for _ in range(size):
-        compiled = sample_compiled(rng, sampler, stats, seen)
-        seen.add(compiled.hash)
-        program, model = compiled.sample.program, compiled.model
-        records.append(
-            {
-                "key": f"p{len(records):04d}",
-                "hash": compiled.hash,
-                "program": program.to_json(),
-                "vocab": sorted(compiled.sample.vocab),
-                "max_seq_len": compiled.sample.max_seq_len,
-                "meta": model.meta(),
-                "num_sops": program.num_sops,
-                "kinds": sorted({_kind(op) for op in program.ops}),
-                "num_layers": model.num_layers,
-                "d_model": model.d_model,
-            }
-        )
-        models.append(model)
+    with one_blas_thread():  # shards run side by side, one per core
+        for _ in range(size):
+            compiled = sample_compiled(rng, sampler, stats, seen)
+            seen.add(compiled.hash)
+            program, model = compiled.sample.program, compiled.model
+            records.append(
+                {
+                    "key": f"p{len(records):04d}",
+                    "hash": compiled.hash,
+                    "program": program.to_json(),
+                    "vocab": sorted(compiled.sample.vocab),
+                    "max_seq_len": compiled.sample.max_seq_len,
+                    "meta": model.meta(),
+                    "num_sops": program.num_sops,
+                    "kinds": sorted({_kind(op) for op in program.ops}),
+                    "num_layers": model.num_layers,
+                    "d_model": model.d_model,
+                }
+            )
+            models.append(model)
     return ShardResult(records, pack_weights([r["key"] for r in records], models), stats)
 
 

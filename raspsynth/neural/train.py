@@ -50,7 +50,7 @@ from raspsynth.neural.meta_model import MAX_SLOTS, MetaModel, MetaModelConfig, c
 from raspsynth.neural.program_tokens import OP_KINDS, token_groups, token_ids
 from raspsynth.neural.targets import reading_targets
 from raspsynth.program.ir import SOURCES, Program
-from raspsynth.tracr_bridge.model import Model
+from raspsynth.tracr_bridge.model import Model, one_blas_thread
 
 ENCODING_VERSION = 4  # bump when the features or targets change: old caches are ignored
 IGNORE = -100
@@ -104,12 +104,13 @@ def example_of(program: Program, model: Model) -> Example | None:
 def _shard_examples(job: tuple[str, int, str]) -> tuple[list[Example], int]:
     directory, index, split = job
     examples, skipped = [], 0
-    for _, program, model in load_shard(directory, index, split):
-        example = example_of(program, model)
-        if example is None:
-            skipped += 1
-        else:
-            examples.append(example)
+    with one_blas_thread():  # shards are read side by side, one per core
+        for _, program, model in load_shard(directory, index, split):
+            example = example_of(program, model)
+            if example is None:
+                skipped += 1
+            else:
+                examples.append(example)
     return examples, skipped
 
 

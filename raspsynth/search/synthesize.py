@@ -46,7 +46,7 @@ from raspsynth.symbolic.decompile import decompile_structure
 from raspsynth.symbolic.expression_search import find_expression
 from raspsynth.tracr_bridge.interchange import load_model
 from raspsynth.tracr_bridge.isomorphism import weights_isomorphic
-from raspsynth.tracr_bridge.model import Model
+from raspsynth.tracr_bridge.model import Model, one_blas_thread
 from raspsynth.tracr_bridge.probes import count_inputs, probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
 
@@ -167,7 +167,8 @@ def synthesize(
     run.report["config"] = {"from": config_from, "changed": config.changed()}
     if mode == "neural" and run.checkpoint is None:
         raise MetaModelUnavailable(run.report["meta_model"])
-    return run.search()
+    with one_blas_thread():
+        return run.search()
 
 
 def _as_model(model) -> Model:

@@ -101,10 +101,13 @@ def _in_order(pairs: list[tuple[int, Any]]) -> list:
 
 
 @contextlib.contextmanager
-def _one_blas_thread():
+def one_blas_thread():
     """BLAS limited to one thread: the forward pass multiplies small matrices
     (d_model in the tens), where extra threads only add synchronisation, and
-    on a busy machine oversubscribed BLAS threads cost 4x (measured)."""
+    on a busy machine oversubscribed BLAS threads cost 4x (measured). So does
+    all of synthesis: two at once on two cores took 27 s each on a rotated
+    dev-set model that takes 13 s alone, and 13 s each with one BLAS thread
+    (`experiments/compare.py` runs two workers)."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
 
@@ -448,9 +451,9 @@ class Model:
         Arithmetic is float32 as in tracr; softmax subnormals are flushed to
         zero as XLA on CPU does, so argmax ties between near-zero logits break
         the same way. Position-wise products run on the [B·T, D] matrix, all
-        heads of a layer at once, under one BLAS thread (`_one_blas_thread`).
+        heads of a layer at once, under one BLAS thread (`one_blas_thread`).
         """
-        with _one_blas_thread():
+        with one_blas_thread():
             return self._residual_stream(ids, lengths)
 
     def _residual_stream(self, ids: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
@@ -525,7 +528,7 @@ class Model:
         b, T, D]), BOS position first. States 2l are layer l's attention
         input, 2l + 1 its MLP input."""
         ids_all, lengths_all = self.encode_padded(seqs)
-        with _one_blas_thread():
+        with one_blas_thread():
             for picked in _length_batches(lengths_all, batch_size):
                 lengths = lengths_all[picked]
                 ids = ids_all[picked, : lengths[0]]

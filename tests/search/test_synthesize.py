@@ -97,6 +97,23 @@ def test_a_path_is_accepted_like_a_model(shared_examples):
     assert "rasp.Comparison.EQ" in result.source  # hand-checked: make_hist counts equal tokens
 
 
+def test_synthesis_runs_under_one_blas_thread_and_gives_the_rest_back(shared_examples):
+    # Two syntheses at once on two cores oversubscribe BLAS's threads: each
+    # took twice as long (measured on a rotated dev-set model).
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    hist = next(p for p in shared_examples if p.stem == "hist")
+    seen: list[set[int]] = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        result = synthesize(hist, progress=lambda stage: seen.append(blas_threads()))
+        assert blas_threads() == before
+    assert result.verified and seen and all(threads == {1} for threads in seen)
+
+
 def test_a_function_the_library_does_not_name_reads_as_an_expression():
     from tracr.rasp import rasp
 
