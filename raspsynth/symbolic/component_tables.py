@@ -267,6 +267,11 @@ def _widths(model, structure: Structure, component: Component) -> dict[int, int]
         return {}
     widths = {}
     for w, row in enumerate(response):
+        if row.max() < 0.5:
+            # Nothing written for this width: its value's direction is not in
+            # this residual (a projection drops a width no input reaches, such
+            # as 0 under a Select that is always true).
+            continue
         widths.setdefault(out.dims[int(np.argmax(row))], w)
     unreached = set(out.dims) - widths.keys()
     if unreached:

@@ -398,3 +398,23 @@ def test_a_sequence_map_whose_value_no_state_holds_stays_categorical():
     assert all(b.encoding == "categorical" for b in structure.blocks if b.name != "one")
     res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+def test_a_width_no_input_reaches_gives_its_dimension_to_no_width():
+    # A Select that is always true never has width 0: under the lossless
+    # projection width 0's direction is gone, and the width MLP writes nothing
+    # there. That row once named the first dimension "width 0", the width
+    # (here 5) that truly fires it kept out, and `length % 4` read wrong.
+    from tracr.rasp import rasp
+
+    from raspsynth.symbolic.component_tables import component_tables
+
+    length = rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE))
+    model = compile_program(rasp.categorical(rasp.Map(lambda x: x % 4, length)), {0, 1, 2}, 5)
+    compressed = model.compressed("lossless", seed=0)
+    lifted = recover_basis(compressed)
+    structure = read_structure(lifted)
+    (width,) = [c for c in structure.components if c.kind == "selector_width"]
+    assert sorted(component_tables(lifted, structure)[width.name].widths.values()) == [1, 2, 3, 4, 5]
+    res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"] and res.certificate == "exhaustive"
