@@ -654,7 +654,7 @@ class _Lifting:
         if (~allowed).any():
             _, s, vt = np.linalg.svd(deps[:, ~allowed].T, full_matrices=True)
             combos = vt[int((s > self.zero * max(s.max(initial=0.0), 1.0)).sum()) :]
-        for vector in combos @ deps:
+        for vector in _echelon(combos @ deps, self.zero):
             rows = np.flatnonzero(np.abs(vector) > self.zero * np.abs(vector).max())
             inside.append((rows.tolist(), vector[rows]))
         reads = self._sparsest_along(reads, inside, tol)
@@ -1081,6 +1081,32 @@ class _Lifting:
         pos_embed = np.zeros((spec.max_seq_len + 1, n))
         pos_embed[np.arange(1, spec.max_seq_len + 1), self.indices] = 1.0
         return Model(token_embed, pos_embed, tuple(layers), padded(unembed), spec)
+
+
+def _echelon(vectors: np.ndarray, zero: float) -> np.ndarray:
+    """A basis of the rows' span in reduced row echelon form (pivots taken in
+    column order, entries within `zero` of the largest taken as zero): a
+    basis whose vectors read few directions each. An SVD's basis mixes
+    disjoint dependencies (v1 = 2 as v17 = 4 plus v17 = 5, v1 = 3 as 6 plus
+    7, of two Maps of one input), and shifts along one mixed vector at a time
+    cannot undo any of them."""
+    m = np.array(vectors, dtype=np.float64)
+    if not m.size:
+        return m
+    tol = zero * np.abs(m).max()
+    rank = 0
+    for col in range(m.shape[1]):
+        if rank == len(m):
+            break
+        pivot = rank + int(np.argmax(np.abs(m[rank:, col])))
+        if abs(m[pivot, col]) <= tol:
+            continue
+        m[[rank, pivot]] = m[[pivot, rank]]
+        m[rank] /= m[rank, col]
+        others = np.arange(len(m)) != rank
+        m[others] -= np.outer(m[others, col], m[rank])
+        rank += 1
+    return m[:rank]
 
 
 def _sparsest_shift(block: np.ndarray, sign: np.ndarray, tol: float) -> np.ndarray:

@@ -12,6 +12,7 @@ from raspsynth.errors import NotTracrStructured
 from raspsynth.symbolic.basis import (
     DEPENDENT,
     _categorical_values,
+    _echelon,
     _unit_lines,
     _width_steps,
     lift,
@@ -418,3 +419,17 @@ def test_a_width_no_input_reaches_gives_its_dimension_to_no_width():
     assert sorted(component_tables(lifted, structure)[width.name].widths.values()) == [1, 2, 3, 4, 5]
     res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"] and res.certificate == "exhaustive"
+
+
+def test_echelon_undoes_an_svd_s_mixing_of_disjoint_dependencies():
+    # Two dependencies among five directions, d0 + d1 = d4 and d2 = d3 (as
+    # v1 = 2 is v17 = 4 plus v17 = 5 for two Maps of one input), mixed the way
+    # an SVD's basis mixes them: the echelon basis reads each apart again.
+    first = np.array([1.0, 1.0, 0.0, 0.0, -1.0])
+    second = np.array([0.0, 0.0, 1.0, -1.0, 0.0])
+    mixed = np.stack([0.6 * first + 0.8 * second, -0.8 * first + 0.6 * second])
+    mixed[0, 4] += 1e-4  # a learned compression's interference
+    basis = _echelon(mixed, zero=1e-2)
+    basis[np.abs(basis) <= 1e-2] = 0.0
+    np.testing.assert_allclose(basis, np.stack([first, second]), atol=1e-3)
+    assert _echelon(np.zeros((0, 5)), zero=1e-2).shape == (0, 5)
