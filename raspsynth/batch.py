@@ -28,24 +28,30 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from raspsynth.errors import InputError, checked_budget
 
+if TYPE_CHECKING:
+    from raspsynth.search.config import SearchConfig
+
 BACKENDS = ("process", "ray")
 STATUSES = ("verified", "not verified", "error", "timeout", "crashed")
 
 
-def synthesize_file(path: str, mode: str, budget_s: float, seed: int) -> dict[str, Any]:
-    """One model's row: synthesize it, or say why it could not be."""
+def synthesize_file(
+    path: str, mode: str, budget_s: float, seed: int, config: SearchConfig | None = None
+) -> dict[str, Any]:
+    """One model's row: synthesize it (with `config`, None meaning
+    `synthesize`'s default), or say why it could not be."""
     from raspsynth.search import synthesize
 
     began = time.monotonic()
     row: dict[str, Any] = {"model": path, "mode": mode, "budget_s": budget_s}
     try:
-        result = synthesize(path, mode=mode, budget_s=budget_s, seed=seed)
+        result = synthesize(path, mode=mode, budget_s=budget_s, seed=seed, config=config)
     except Exception as err:  # any failure is this model's row, never the run's end
         return {**row, **_failed("error", f"{type(err).__name__}: {err}", time.monotonic() - began)}
     return {
@@ -112,10 +118,12 @@ def synthesize_many(
     seed: int = 0,
     grace_s: float | None = None,
     progress: bool = True,
-    worker: Callable[[str, str, float, int], dict] = synthesize_file,
+    worker: Callable[..., dict] = synthesize_file,
+    config: SearchConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Synthesize every model in `models` not yet in `out`; every row of
-    `out`, old and new, in the order of `models`.
+    `out`, old and new, in the order of `models`. `config` is each
+    synthesis's search config (None: `synthesize`'s default).
 
     `grace_s` (default max(5 s, 25% of the budget)) is how long past its
     budget a model may run before its worker is killed; `worker` is the
@@ -126,6 +134,10 @@ def synthesize_many(
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     budget_s = checked_budget(budget_s)
+    from raspsynth.search.config import SearchConfig
+
+    if config is not None and not isinstance(config, SearchConfig):
+        raise InputError(f"config must be a SearchConfig or None; got {type(config).__name__}")
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; name a .jsonl file")
@@ -139,7 +151,7 @@ def synthesize_many(
     )
     run = _process_rows if backend == "process" else _ray_rows
     try:
-        for row in run(todo, jobs, (mode, float(budget_s), seed), budget_s + grace, worker):
+        for row in run(todo, jobs, (mode, float(budget_s), seed, config), budget_s + grace, worker):
             _append(out, row)
             done[row["model"]] = row
             bar.update(1)

@@ -4,7 +4,7 @@ raspsynth demo [--dir examples]          synthesize the bundled example models
 raspsynth synthesize MODEL [--mode hybrid] [--budget 60] [--seed 0] [--json] [--quiet]
                                          recover a verified program from weights
 raspsynth report MODEL -o report.html    the same, as an HTML page of the circuit
-raspsynth synthesize-many MODELS... --out results.jsonl [--jobs N] [--backend ray]
+raspsynth synthesize-many MODELS... --out results.jsonl [--jobs N] [--backend ray] [--meta-model gpu]
                                          a row per model, resumable
 (MODEL: a raspsynth-model/1 .npz, or a TransformerLens .pt/.pth with a spec JSON)
 raspsynth train --data DIR --out CKPT    train the meta-model (resumes when CKPT exists)
@@ -62,14 +62,21 @@ def _stage_printer(quiet: bool):
     return show
 
 
-def _synthesize(args: argparse.Namespace):
-    from raspsynth.search import synthesize
+def _config(args: argparse.Namespace):
+    """The search config `--config` and `--meta-model` name; None for the default."""
     from raspsynth.search.config import load_config, read_config
-    from raspsynth.tracr_bridge import load_model
 
     config = read_config(args.config) if args.config else None
     if args.meta_model is not None:
         config = dataclasses.replace(config or load_config(), meta_model=args.meta_model)
+    return config
+
+
+def _synthesize(args: argparse.Namespace):
+    from raspsynth.search import synthesize
+    from raspsynth.tracr_bridge import load_model
+
+    config = _config(args)
     progress = _stage_printer(args.quiet)
     if progress:
         progress(f"load {args.model}")
@@ -121,6 +128,7 @@ def cmd_synthesize_many(args: argparse.Namespace) -> int:
         budget_s=args.budget,
         seed=args.seed,
         progress=not args.quiet,
+        config=_config(args),
     )
     print(summary_table(rows))
     return 0 if all(row["verified"] for row in rows) else 1
@@ -202,6 +210,18 @@ def _synthesis_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped with raspsynth)",
+    )
+    p.add_argument(
+        "--meta-model",
+        help='meta-model checkpoint: "cpu" (the default), "gpu" (the larger one trained on a GPU) '
+        "or a .pt file; overrides the config's",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raspsynth", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,16 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("model", help=MODEL_HELP)
         _spec_flag(p)
         _synthesis_flags(p)
-        p.add_argument(
-            "--config",
-            help="search config file (default: $RASPSYNTH_CONFIG, else the tuned config shipped "
-            "with raspsynth)",
-        )
-        p.add_argument(
-            "--meta-model",
-            help='meta-model checkpoint: "cpu" (the default), "gpu" (the larger one trained on a GPU) '
-            "or a .pt file; overrides the config's",
-        )
+        _config_flags(p)
         if name == "synthesize":
             p.add_argument("--json", action="store_true", help="print source, verdict and report as JSON")
         else:
@@ -242,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="models synthesized at once (default 1)")
     p.add_argument("--backend", choices=("process", "ray"), default="process")
     _synthesis_flags(p)
+    _config_flags(p)
     p.set_defaults(func=cmd_synthesize_many)
     p = sub.add_parser("train", help="train the meta-model on a dataset from `raspsynth data generate`")
     p.add_argument("--data", required=True, help="dataset directory (train and val splits are read)")

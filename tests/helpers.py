@@ -29,7 +29,7 @@ def random_programs(n: int, seed: int, config: SamplerConfig = FAITHFUL):
     return out
 
 
-def crashing_worker(path: str, mode: str, budget_s: float, seed: int) -> dict:
+def crashing_worker(path: str, mode: str, budget_s: float, seed: int, config=None) -> dict:
     """A `synthesize_many` worker that kills its process on models named
     'crash*' (as a segfault would) and sleeps past any budget on 'hang*'."""
     import os
@@ -42,7 +42,7 @@ def crashing_worker(path: str, mode: str, budget_s: float, seed: int) -> dict:
         os._exit(3)
     if Path(path).name.startswith("hang"):
         time.sleep(600)
-    return synthesize_file(path, mode, budget_s, seed)
+    return synthesize_file(path, mode, budget_s, seed, config)
 
 
 def unreadable(model, seed: int = 0):

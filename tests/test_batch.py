@@ -14,6 +14,7 @@ import pytest
 
 from raspsynth.batch import read_rows, summary_table, synthesize_many
 from raspsynth.cli import main
+from raspsynth.errors import InputError
 from tests.conftest import REPO
 from tests.helpers import crashing_worker
 
@@ -88,3 +89,22 @@ def test_bad_arguments_are_named_errors(tmp_path, zoo):
         synthesize_many(zoo, tmp_path, progress=False)
     (tmp_path / "other.jsonl").write_text("not json\n")
     assert main(["synthesize-many", zoo[0], "--out", str(tmp_path / "other.jsonl")]) == 2
+
+
+def test_the_config_and_meta_model_reach_every_worker(zoo, tmp_path):
+    # `--meta-model` on synthesize-many as on synthesize: a checkpoint that is
+    # not there is each model's error, named; a committed one is used.
+    hist = next(m for m in zoo if m.endswith("hist.npz"))
+    missing = tmp_path / "nowhere.pt"
+    out = tmp_path / "missing.jsonl"
+    args = ["synthesize-many", hist, "--out", str(out), "--budget", "20", "--quiet"]
+    assert main([*args, "--meta-model", str(missing)]) == 1
+    (row,) = read_rows(out)
+    assert row["status"] == "error" and "nowhere.pt" in row["error"]
+    out = tmp_path / "gpu.jsonl"
+    args[3] = str(out)
+    assert main([*args, "--meta-model", "gpu", "--mode", "neural"]) == 0
+    (row,) = read_rows(out)
+    assert row["verified"], row
+    with pytest.raises(InputError, match="SearchConfig"):
+        synthesize_many([hist], tmp_path / "x.jsonl", config={"meta_model": "gpu"}, progress=False)
