@@ -340,7 +340,7 @@ def _one_comparison_for_all(pairs: list, ctx):
     term per pair; building those terms through Z3's Python API took 45 of
     50 s on a 224-dimensional model (interpbench case_126, rotated). So the
     pairs are taken once per pair of terms, a comparison that no labelling
-    can fit is left out before any term is built (`_comparisons_that_can_fit`),
+    can fit is left out before any term is built (`_SelectionPattern`),
     an order comparison over every query-key pair is a chain of neighbouring
     classes (`_order_chain`: O(queries + keys) atoms, not their product), a
     pair of two read values is decided here, and an atom is used as it is or
@@ -355,12 +355,12 @@ def _one_comparison_for_all(pairs: list, ctx):
         if grid.setdefault(key, (q, k, q_value, k_value, chosen))[4] != chosen:
             return z3.BoolVal(False, ctx)  # one pair of labels both selected and not
     pattern = _SelectionPattern.of(list(grid), [p[4] for p in grid.values()])
+    terms = {}
+    for q, k, *_ in grid.values():
+        terms[q.get_id()], terms[k.get_id()] = q, k
     options = []
     for name in pattern.comparisons_that_can_fit():
         if name in ORDER_COMPARISONS and pattern.complete:
-            terms = {}
-            for q, k, *_ in grid.values():
-                terms[q.get_id()], terms[k.get_id()] = q, k
             options.append(_order_chain(name, pattern, terms, ctx))
             continue
         op, atoms, possible = PREDICATES[name], [], True
@@ -423,11 +423,6 @@ class _SelectionPattern:
         return [name for name in PREDICATES if fit[name]]
 
 
-def _comparisons_that_can_fit(keys: list[tuple], chosen: list[bool]) -> list[str]:
-    """`_SelectionPattern.comparisons_that_can_fit` of the pairs `keys`."""
-    return _SelectionPattern.of(keys, chosen).comparisons_that_can_fit()
-
-
 def _order_chain(name: str, pattern: _SelectionPattern, terms: dict, ctx):
     """Z3's "order comparison `name` selects exactly `pattern`", for a complete
     pattern with nested selections (no crossing), in O(queries + keys) atoms.
@@ -448,11 +443,11 @@ def _order_chain(name: str, pattern: _SelectionPattern, terms: dict, ctx):
 
     takes_low = name in ("LT", "LEQ")  # the keys a query selects lie below it
     strict_below = name in ("LT", "GEQ")  # key < query on the chain's lower side
-    counts = pattern.taken.sum(0)
-    levels = sorted(set(counts.tolist()), reverse=takes_low)
+    counts = pattern.taken.sum(0).tolist()
+    levels = sorted(set(counts), reverse=takes_low)
     level_of = {count: i for i, count in enumerate(levels)}
     classes: list[list] = [[] for _ in levels]
-    for j, count in enumerate(counts.tolist()):
+    for j, count in enumerate(counts):
         classes[level_of[count]].append(terms[pattern.cols[j]])
     sort = classes[0][0].sort()
     atoms, bounds = [], []
@@ -464,7 +459,7 @@ def _order_chain(name: str, pattern: _SelectionPattern, terms: dict, ctx):
         atoms += [low <= member for member in members] + [member <= high for member in members]
         bounds.append((low, high))
     # A query's gap: the number of classes below it, read from any key of each class.
-    first_key = [int(np.flatnonzero(counts == count)[0]) for count in levels]
+    first_key = [counts.index(count) for count in levels]
     for i, q in enumerate(pattern.rows):
         taken = [bool(pattern.taken[i, j]) for j in first_key]
         gap = sum(taken) if takes_low else len(taken) - sum(taken)
@@ -528,11 +523,13 @@ def _solve_jointly(
             return value
         return None
 
-    def term(d):
+    def operand(d):
+        """(Z3 term, read value): the value None for a variable, the term None
+        for a value Z3 cannot order."""
         if d in variables:
-            return variables[d]
+            return variables[d], None
         value = read_value(d)
-        return None if value is None else constant(value)
+        return (None if value is None else constant(value)), value
 
     solver = z3.Optimize(ctx=ctx)
     if deadline is not None:
@@ -551,16 +548,10 @@ def _solve_jointly(
         )
         if not any(d in variables for pair in table.selects for d in pair):
             continue  # read values only: a custom predicate if no comparison, nothing to solve
-        pairs = [
-            (
-                term(q),
-                term(k),
-                None if q in variables else read_value(q),
-                None if k in variables else read_value(k),
-                bool(chosen),
-            )
-            for (q, k), chosen in ordered
-        ]
+        pairs = []
+        for (q, k), chosen in ordered:
+            (q_term, q_value), (k_term, k_value) = operand(q), operand(k)
+            pairs.append((q_term, k_term, q_value, k_value, bool(chosen)))
         if any(q is None or k is None for q, k, *_ in pairs):
             if any(d in variables for pair in table.selects for d in pair):
                 return None  # a free block is compared with values Z3 cannot order

@@ -9,7 +9,11 @@ import numpy as np
 import z3
 
 from raspsynth.program.ir import PREDICATES
-from raspsynth.symbolic.value_semantics import _comparisons_that_can_fit, _one_comparison_for_all
+from raspsynth.symbolic.value_semantics import _one_comparison_for_all, _SelectionPattern
+
+
+def _comparisons_that_can_fit(keys, chosen):
+    return _SelectionPattern.of(keys, chosen).comparisons_that_can_fit()
 
 
 def test_no_comparison_that_some_labelling_fits_is_left_out():
