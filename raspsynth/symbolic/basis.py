@@ -29,7 +29,10 @@ How:
   SOp. A group whose lines carry no step (Maps, SequenceMaps) writes each
   line as a value, its units their lines exactly (under a projection one
   group can hold several SOps whose values sum alike; the reader tells
-  them apart). Otherwise its values are
+  them apart). Where a projection put values of two such SOps on one line,
+  their units fire together there: the line is copied once per SOp
+  (`_line_per_sop`), and each SOp, as the values' patterns split them,
+  gets a writer and a sum relation of its own. Otherwise its values are
   whole numbers of its unit rows' lines (`_categorical_values`), so blends
   near a threshold never become directions, and values no probe reached
   come from the weights.
@@ -64,7 +67,7 @@ import numpy as np
 
 from raspsynth.errors import NotTracrStructured, check_deadline
 from raspsynth.symbolic.probing import head_writes
-from raspsynth.symbolic.residual_structure import BIT_TOLERANCE, check_biases
+from raspsynth.symbolic.residual_structure import BIT_TOLERANCE, check_biases, exact_covers
 from raspsynth.tracr_bridge.model import HeadWeights, LayerWeights, Model
 from raspsynth.tracr_bridge.probes import probe_inputs
 
@@ -186,6 +189,37 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
             scale[u, len(edges)] = 1.0
             edges.append(row)
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
+
+
+def _line_per_sop(edges: np.ndarray, scale: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lines of a Map's or SequenceMap's units (`_unit_lines`: edges
+    [E, D], scale [U, E]) with a line copied once for each SOp that writes
+    it. tracr fires one hidden unit of such an MLP at a time, so units on one
+    line that fire together (`active` [P, U], the hidden activity of the
+    visited patterns) write values of different SOps that a projection put
+    on one line (two values always held together, or whose sums with the
+    other values match). Each line's units are coloured greedily in order
+    (tracr lays out each SOp's units together), none of a copy firing with
+    another of it."""
+    firing = active > 0.5 * max(active.max(initial=0.0), 1e-30)
+    together = (firing.T.astype(np.int64) @ firing.astype(np.int64)) > 0
+    lines, columns = [], []
+    for e, edge in enumerate(edges):
+        copies: list[list[int]] = []
+        for u in np.flatnonzero(scale[:, e]):
+            copy = next((c for c in copies if not together[u, c].any()), None)
+            if copy is None:
+                copies.append([u])
+            else:
+                copy.append(u)
+        for copy in copies:
+            column = np.zeros(len(scale))
+            column[copy] = scale[copy, e]
+            lines.append(edge)
+            columns.append(column)
+    if len(lines) == len(edges):
+        return edges, scale
+    return np.array(lines), np.stack(columns, axis=1)
 
 
 def _on_one_line(values: np.ndarray, scale: float) -> bool:
@@ -539,6 +573,33 @@ class _Lifting:
             self.relations.append((rows, coefs))
         return float(violation)
 
+    def _sop_covers(self, group: list[int]) -> list[list[tuple[int, ...]]]:
+        """The ways to split the held directions of Maps' groups into SOps:
+        sets of values held one at a time, together at every position but
+        BOS (`exact_covers` of the visited patterns). Each such set sums to
+        `one` but at BOS, whichever split is tracr's: `_relate` takes them all."""
+        held = [d for d in group if np.abs(self.codes[d][self.not_bos]).max(initial=0.0) > 0.5]
+        if len(held) < 2:
+            return []
+        patterns = np.unique(np.round(np.stack([self.codes[d][self.not_bos] for d in held])), axis=1)
+        if not np.isin(patterns, (0.0, 1.0)).all():
+            return []
+        fires = {d: frozenset(np.flatnonzero(row).tolist()) for d, row in zip(held, patterns)}
+        covers = exact_covers(fires, frozenset(range(patterns.shape[1])), set())
+        return [[tuple(sorted(sop)) for sop in sops] for sops, _ in covers]
+
+    def _writer_per_sop(self, sops: list[tuple[int, ...]]) -> None:
+        """Give each of an MLP's SOps (a split of `_sop_covers`) a writer of
+        its own, where `_line_per_sop` copied lines. The copies of a line for
+        two values always held together are one direction with one code, and
+        a read is free along their difference: writers of their own let each
+        reader take its own SOp's copy (`_fewest_writers`). Splits that differ
+        only in which copy is whose are one relabelling."""
+        for sop in sops:
+            writer = self._next_writer()
+            for d in sop:
+                self.writer[d] = writer
+
     def _lift_embeddings(self, ids: np.ndarray, positions: np.ndarray) -> None:
         model, spec = self.model, self.model.spec
         tok = model.token_embed.astype(np.float64)
@@ -575,11 +636,15 @@ class _Lifting:
         along the relations to as many zero rows as possible (under a
         projection first to the fewest writers: `_fewest_writers`, over the
         whole matrix or `per_column`), and entries within the interference of
-        their column's scale set to zero."""
+        what they read set to zero."""
         reads = np.stack(self.dirs) @ weights.astype(np.float64)
         reads[self.pad] = 0.0  # no state holds PAD: its read is free, and zero is tracr's
-        # Interference in a column is relative to what that column reads.
-        tol = np.maximum(_zero_of(reads), self.zero * np.abs(reads).max(axis=0))
+        # Interference is relative to what is read: each unit's column on its
+        # own, a head's or the unembed's whole map at once (a column of it
+        # that reads next to nothing, an output value the SOp never takes,
+        # holds only the map's interference).
+        scale = np.abs(reads).max(axis=0) if per_column else np.full(reads.shape[1], np.abs(reads).max())
+        tol = np.maximum(_zero_of(reads), self.zero * scale)
         if self.projected:
             # There the sparsest read may not be tracr's.
             reads = self._fewest_writers(reads, tol, per_column)
@@ -859,7 +924,7 @@ class _Lifting:
         number_reads = reads.copy()
         number_reads[[self.one, self.bos, self.pad]] = 0.0
         groups, paired = _with_discretising_starts(groups, hidden[self.not_bos], out_w, tol, number_reads)
-        lifted_groups = []
+        lifted_groups, map_groups, copied = [], [], False
         for units in groups:
             check_deadline(self.deadline)
             edges, unit_scale = _unit_lines(out_w[units], tol)
@@ -868,11 +933,16 @@ class _Lifting:
             shown = _distinct_rows(counts, _zero_of(counts)) @ edges
             wscale = max(np.abs(shown).max(initial=0.0), scale)
             reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
-            if len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):
+            # Under a projection values of several Maps can share a line (`_line_per_sop`).
+            per_sop = (
+                None if _has_steps(unit_scale) else _line_per_sop(edges, unit_scale, shown_hidden[:, units])
+            )
+            shared = per_sop is not None and len(per_sop[0]) > len(edges)
+            if not shared and len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):
                 # Every unit writes the same row: one value, whatever blends
                 # the probes show (a SelectorWidth's near max_seq_len, read).
                 reps = edges
-            elif _on_one_line(reps, wscale):
+            elif not shared and _on_one_line(reps, wscale):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 reps = _numerical_direction(reps)
             elif len(edges) == 1 and _has_steps(unit_scale) and not self.projected:
@@ -883,7 +953,7 @@ class _Lifting:
                 # probes show at one value besides 0 (a LinearSequenceMap of a
                 # constant).
                 reps = _numerical_direction(shown if _norms(shown).max(initial=0.0) > tol else edges)
-            elif not _has_steps(unit_scale):
+            elif per_sop is not None:
                 # A Map's or SequenceMap's units each write one value whole:
                 # every line is a value, and each unit writes its scale of its
                 # line, exactly. (Lines of several SOps share a group only
@@ -894,11 +964,14 @@ class _Lifting:
                 # Maps of one input can be relabelled into two other Maps.
                 # Reads of one of them are told apart along the dependency
                 # inside the group: `_sparsest_inside`.)
+                edges, unit_scale = per_sop
                 writer = self._next_writer()
                 group = [self._add(edge, np.zeros(len(self.not_bos)), writer) for edge in edges]
                 coef = np.hstack([np.zeros((len(units), len(known))), unit_scale])
                 self._write(out, units, known, group, coef, hidden)
+                copied |= shared
                 lifted_groups.append(group)
+                map_groups.append(group)
                 continue
             else:
                 line = _line_from_reads(
@@ -929,8 +1002,17 @@ class _Lifting:
                 layer_writers = [w for w in dict.fromkeys(self.writer) if w >= entry["first_writer"]]
                 coef = self._on_fewest_writers(out_w[cleaners], known_now, [], where, layer_writers)
             self._write(out, cleaners, known_now, [], coef, hidden)
-        for group in lifted_groups:
-            self._relate(group)
+        # Maps whose values a projection mixed across groups: split them again
+        # by how their values are held.
+        unrelated = [
+            d for group in lifted_groups if self._relate(group) is None and group in map_groups for d in group
+        ]
+        if unrelated:
+            covers = self._sop_covers(unrelated)
+            for sop in sorted({sop for sops in covers for sop in sops}):
+                self._relate(list(sop))
+            if copied and covers:
+                self._writer_per_sop(covers[0])
         discretisers = lifted_groups[len(lifted_groups) - paired :] if paired else []
         for group in discretisers[1:]:
             self._pair(group, discretisers[0])

@@ -364,7 +364,7 @@ class _StructureReader:
         sequence_map = len(inputs) == 2 and all(self.blocks[n].encoding == "categorical" for n in inputs)
         single = set() if sequence_map else {atom for atom, dims in atom_dims.items() if len(dims) == 1}
         every_row = frozenset(range(len(rows)))
-        covers = [(cover, False) for cover in _exact_covers(fires, every_row, single)]
+        covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
         # Rows where no atom fires are input combinations on which a function
         # is undefined (tracr writes nothing for a value outside the value
         # set, e.g. `x if x != y else None`), or under a projection whose
@@ -375,7 +375,7 @@ class _StructureReader:
         live = frozenset().union(*fires.values()) if fires else every_row
         if live != every_row:
             least = 1 if sequence_map else 2
-            covers += [(cover, True) for cover in _exact_covers(fires, live, single, least=least)]
+            covers += [(cover, True) for cover in exact_covers(fires, live, single, least=least)]
         if not covers:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 
@@ -519,7 +519,7 @@ def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:
     return [tuple(sorted(m)) for m in members.values()]
 
 
-def _exact_covers(fires: dict, rows: frozenset, single: set, least: int = 1) -> list[tuple[list, list]]:
+def exact_covers(fires: dict, rows: frozenset, single: set, least: int = 1) -> list[tuple[list, list]]:
     """Ways to split one-hot atoms into groups of at least `least` atoms that
     fire exactly once per row of `rows`, leaving single-dimension atoms out
     as numerical SOps: [(groups, numerical)]."""

@@ -13,6 +13,7 @@ from raspsynth.symbolic.basis import (
     DEPENDENT,
     _categorical_values,
     _echelon,
+    _line_per_sop,
     _unit_lines,
     _width_steps,
     lift,
@@ -433,3 +434,38 @@ def test_echelon_undoes_an_svd_s_mixing_of_disjoint_dependencies():
     basis[np.abs(basis) <= 1e-2] = 0.0
     np.testing.assert_allclose(basis, np.stack([first, second]), atol=1e-3)
     assert _echelon(np.zeros((0, 5)), zero=1e-2).shape == (0, 5)
+
+
+def test_a_line_is_copied_only_for_units_that_fire_together():
+    # Units 0 and 1 write line 0 and fire together (two Maps' values a
+    # projection put on one line); units 2 and 3 write line 1 one at a time
+    # (one Map's value, reached from two inputs).
+    edges = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scale = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    active = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    lines, copied = _line_per_sop(edges, scale, active)
+    np.testing.assert_array_equal(lines, edges[[0, 0, 1]])
+    np.testing.assert_array_equal(
+        copied, [[1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    )
+    # Nobody fires together: the lines stay as they are.
+    assert _line_per_sop(edges, scale, np.eye(4))[0] is edges
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_maps_whose_values_hold_together_come_apart_after_a_projection(seed):
+    # Token 4 alone gives half = 2 and at_least = 4: under the lossless
+    # projection those two values are one line, which both Maps' units write
+    # and which holds 2 where they fire together. Once it read as one more
+    # SOp, and the head's key as reading three.
+    from tracr.rasp import rasp
+
+    half = rasp.categorical(rasp.Map(lambda x: x // 2, rasp.tokens))
+    at_least = rasp.categorical(rasp.Map(lambda x: max(x, 2), rasp.tokens))
+    width = rasp.SelectorWidth(rasp.Select(at_least, half, rasp.Comparison.EQ))
+    model = compile_program(rasp.categorical(rasp.Map(lambda x: x - 3, width)), {0, 1, 2, 3, 4}, 4)
+    projected = model.compressed("lossless", seed=seed)
+    lifted = recover_basis(projected)
+    assert _shape(read_structure(lifted), sizes=False) == _shape(read_structure(model.permuted(1)), False)
+    res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
