@@ -1004,9 +1004,10 @@ class _Lifting:
             self._write(out, cleaners, known_now, [], coef, hidden)
         # Maps whose values a projection mixed across groups: split them again
         # by how their values are held.
-        unrelated = [
-            d for group in lifted_groups if self._relate(group) is None and group in map_groups for d in group
-        ]
+        unrelated = []
+        for group in lifted_groups:
+            if self._relate(group) is None and group in map_groups:
+                unrelated += group
         if unrelated:
             covers = self._sop_covers(unrelated)
             for sop in sorted({sop for sops in covers for sop in sops}):
