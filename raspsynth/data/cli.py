@@ -16,6 +16,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         vocab_size=tuple(args.vocab_size),
         max_seq_len=tuple(args.max_seq_len),
         coefficients=tuple(args.coefficients),
+        p_string_tokens=args.string_tokens,
     )
     summary = generate(
         args.out,
@@ -59,6 +60,13 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-seq-len", type=int, nargs=2, default=(5, 5), metavar=("LOW", "HIGH"))
     g.add_argument(
         "--coefficients", type=int, nargs="+", default=(-2, -1, 1, 2), help="LinearSequenceMap coefficients"
+    )
+    g.add_argument(
+        "--string-tokens",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of programs whose tokens are strings ('a', 'b', ... or short words)",
     )
     g.set_defaults(func=cmd_generate)
     s = data.add_parser("stats", help="distribution of lengths, op kinds, layers, d_model")

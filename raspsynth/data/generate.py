@@ -110,6 +110,13 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
     path = out / "manifest.json"
     if path.exists():
         existing = json.loads(path.read_text())
+        if isinstance(existing.get("sampler"), dict):
+            # A field added to SamplerConfig since keeps the old distribution at
+            # its default, so a dataset written before it still resumes.
+            existing["sampler"] = {
+                **json.loads(json.dumps(dataclasses.asdict(SamplerConfig()))),
+                **existing["sampler"],
+            }
         fixed = [k for k in manifest if k != "n" and json.loads(json.dumps(manifest[k])) != existing.get(k)]
         if fixed:
             raise DatasetError(

@@ -146,7 +146,8 @@ def _same_values(ours: list, theirs: list, numerical: bool) -> bool:
         if a is None or b is None:
             continue
         if numerical:
-            if abs(float(a) - float(b)) > 1e-4:
+            # A string (a token) is never the number a numerical component holds.
+            if not isinstance(a, int | float) or not isinstance(b, int | float) or abs(a - b) > 1e-4:
                 return False
         elif forward.setdefault(a, b) != b or backward.setdefault(b, a) != a:
             return False

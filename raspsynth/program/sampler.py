@@ -5,7 +5,9 @@ In: a seeded `numpy.random.Generator` and a `SamplerConfig`. Out: a
 
 The distribution, step by step:
 1. vocab size V and max_seq_len N are drawn uniformly from the config's
-   ranges; the vocab is {0, ..., V-1}.
+   ranges; the vocab is {0, ..., V-1}, or with probability
+   `p_string_tokens` V strings (the first V letters, or V drawn from
+   letters and short words), as human-written programs often have.
 2. A target length L (ops that produce values; selects are not counted) is
    drawn uniformly from [min_ops, max_ops].
 3. Ops are added one at a time until L are live. Each op's kind is drawn with
@@ -33,6 +35,12 @@ The distribution, step by step:
    Numerical aggregates and selector widths use, with probability
    `p_custom_predicate`, a library predicate over positions instead
    (Select(indices, indices, abs(k - q) <= 1), ...).
+   Values that are strings (from string tokens) take the ops that are
+   defined on them: a Map is a table (membership in a random subset, a
+   random code in small integers, or a relabelling into the vocab), a
+   SequenceMap pairs two string values with a comparison, min or max,
+   Selects compare strings with strings (lexicographic order), and
+   categorical aggregates copy them.
    Value sets are kept small (at most `max_values` values, all within
    [-value_bound, value_bound]) so MLPs stay small.
 5. Programs that are trivial on a sample of inputs are rejected and redrawn:
@@ -83,6 +91,8 @@ class SamplerConfig:
     p_custom_predicate: float = 0.15
     # A LinearSequenceMap's coefficients are drawn from these.
     coefficients: tuple[int, ...] = (-2, -1, 1, 2)
+    # The tokens are strings (`"a"`, `"b"`, ... or words) in this share of programs.
+    p_string_tokens: float = 0.0
     max_values: int = 12
     value_bound: int = 20
     max_attempts: int = 200
@@ -96,6 +106,8 @@ class SamplerConfig:
                 f"min_ops and max_ops must be integers with 1 <= min_ops <= max_ops; got "
                 f"{self.min_ops!r}, {self.max_ops!r}"
             )
+        if not (isinstance(self.p_string_tokens, int | float) and 0 <= self.p_string_tokens <= 1):
+            raise InputError(f"p_string_tokens must be a probability in [0, 1]; got {self.p_string_tokens!r}")
         if not (
             isinstance(self.coefficients, tuple)
             and self.coefficients
@@ -148,17 +160,33 @@ def sample_program(rng: np.random.Generator, config: SamplerConfig = SamplerConf
         vocab_size = int(rng.integers(config.vocab_size[0], config.vocab_size[1] + 1))
         max_seq_len = int(rng.integers(config.max_seq_len[0], config.max_seq_len[1] + 1))
         target = int(rng.integers(config.min_ops, config.max_ops + 1))
-        program = _grow(rng, config, frozenset(range(vocab_size)), max_seq_len, target)
+        # Drawn only when strings are possible, so integer-token streams stay as they were.
+        strings = config.p_string_tokens > 0 and rng.random() < config.p_string_tokens
+        words = _string_vocab(rng, vocab_size) if strings else list(range(vocab_size))
+        vocab = frozenset(words)
+        program = _grow(rng, config, vocab, max_seq_len, target)
         if program is None:
             continue
         lengths = rng.integers(1, max_seq_len + 1, size=CHECK_INPUTS).tolist()
         tokens = rng.integers(vocab_size, size=(CHECK_INPUTS, max_seq_len)).tolist()
-        inputs = [tuple(row[:n]) for row, n in zip(tokens, lengths)]
+        inputs = [tuple(words[t] for t in row[:n]) for row, n in zip(tokens, lengths)]
         outputs = evaluate(program, inputs)
         if not is_trivial(program, inputs, outputs):
-            vocab = frozenset(range(vocab_size))
             return SampledProgram(program, vocab, max_seq_len, tuple(inputs), tuple(map(tuple, outputs)))
     raise SamplingError(f"no non-trivial program in {config.max_attempts} attempts")
+
+
+_LETTERS = tuple("abcdefghijklmnopqrstuvwxyz")
+_WORDS = ("the", "cat", "dog", "sat", "on", "mat", "red", "blue", "yes", "no", "x", "y", "z", "ab", "ba")
+
+
+def _string_vocab(rng: np.random.Generator, size: int) -> list[str]:
+    """`size` distinct strings, sorted: the first letters of the alphabet
+    (half the time) or a draw from letters and short words."""
+    if rng.random() < 0.5:
+        return list(_LETTERS[:size])
+    pool = sorted(set(_LETTERS + _WORDS))
+    return sorted(pool[i] for i in rng.choice(len(pool), size=size, replace=False))
 
 
 def is_trivial(program: Program, inputs: list[list[Hashable]], outputs: list[list[object]]) -> bool:
@@ -243,6 +271,33 @@ def _numbers(values: frozenset) -> bool:
     return all(isinstance(v, (int, float)) for v in values)
 
 
+def _same_type(value: _Value, candidates: list[_Value]) -> list[_Value]:
+    """The candidates a function or comparison can pair with `value`:
+    numbers with numbers, strings with strings."""
+    return [v for v in candidates if _numbers(v.values) == _numbers(value.values)]
+
+
+def _string_table(rng: np.random.Generator, values: frozenset, boolean: bool) -> Fn:
+    """A Map on string values as people write one: membership in a random
+    non-empty proper subset (`x in {"a", "c"}`, boolean), a random code in
+    small integers (`{"a": 0, "b": 2, ...}`) or a relabelling into the same
+    strings (`{"a": "c", ...}`)."""
+    ordered = sorted(values)
+    if boolean:
+        size = int(rng.integers(1, max(len(ordered), 2)))
+        members = {ordered[i] for i in rng.choice(len(ordered), size=size, replace=False)}
+        return Fn.from_table({x: x in members for x in ordered}, 1)
+    if rng.random() < 0.5:
+        codes = rng.integers(0, int(rng.integers(2, len(ordered) + 2)), size=len(ordered))
+        return Fn.from_table({x: int(c) for x, c in zip(ordered, codes)}, 1)
+    images = rng.integers(len(ordered), size=len(ordered))
+    return Fn.from_table({x: ordered[i] for x, i in zip(ordered, images)}, 1)
+
+
+# The binary library functions defined on any two strings.
+_STRING_BINARY = ("min2", "max2", "eq2", "neq2", "lt2", "leq2", "gt2", "geq2")
+
+
 def _library_fn(rng: np.random.Generator, arity: int, boolean_only: bool = False) -> Fn:
     names = [
         n
@@ -256,7 +311,7 @@ def _library_fn(rng: np.random.Generator, arity: int, boolean_only: bool = False
 
 
 def _map(rng, config, pool, max_seq_len, name):
-    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    categorical = [v for v in pool if v.encoding == "categorical"]
     numerical = [v for v in pool if v.encoding == "numerical"]
     roll = rng.random()
     if numerical and rng.random() < config.p_numerical_input_map:
@@ -266,20 +321,28 @@ def _map(rng, config, pool, max_seq_len, name):
     arg = _pick(rng, config, categorical, pool)
     if arg is None:
         return []
-    if roll < 0.45:  # a 0/1 numerical value, the raw material of means
-        return [Op("map", name, (arg.name,), "numerical", _library_fn(rng, 1, boolean_only=True))]
-    return [Op("map", name, (arg.name,), "categorical", _library_fn(rng, 1))]
+    boolean = roll < 0.45  # a 0/1 numerical value, the raw material of means
+    encoding = "numerical" if boolean else "categorical"
+    if not _numbers(arg.values):
+        return [Op("map", name, (arg.name,), encoding, _string_table(rng, arg.values, boolean))]
+    return [Op("map", name, (arg.name,), encoding, _library_fn(rng, 1, boolean_only=boolean))]
 
 
 def _sequence_map(rng, config, pool, max_seq_len, name):
-    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    categorical = [v for v in pool if v.encoding == "categorical"]
     first = _pick(rng, config, categorical, pool)
-    others = [v for v in categorical if v is not first]
-    if first is None or not others:
+    if first is None:
+        return []
+    others = [v for v in _same_type(first, categorical) if v is not first]
+    if not others:
         return []
     second = others[int(rng.integers(len(others)))]
     args = (first.name, second.name) if rng.random() < 0.5 else (second.name, first.name)
-    return [Op("sequence_map", name, args, "categorical", _library_fn(rng, 2))]
+    if _numbers(first.values):
+        fn = _library_fn(rng, 2)
+    else:
+        fn = Fn(_STRING_BINARY[int(rng.integers(len(_STRING_BINARY)))])
+    return [Op("sequence_map", name, args, "categorical", fn)]
 
 
 def _linear_sequence_map(rng, config, pool, max_seq_len, name):
@@ -296,16 +359,17 @@ def _linear_sequence_map(rng, config, pool, max_seq_len, name):
 
 
 def _select(rng, pool, name, comparisons=COMPARISONS, p_custom=0.0, predicates=None):
-    """A Select over two categorical number-valued SOps with a random
+    """A Select over two categorical SOps (both numbers or both strings) with a random
     comparison; with probability `p_custom`, over `indices` twice with a random
     library predicate (among `predicates`, by default all of them)."""
     if rng.random() < p_custom:
         predicates = predicates or library_predicates()
         predicate = predicates[int(rng.integers(len(predicates)))]
         return Op("select", f"{name}_select", ("indices", "indices"), fn=predicate)
-    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    categorical = [v for v in pool if v.encoding == "categorical"]
     keys = categorical[int(rng.integers(len(categorical)))]
-    queries = categorical[int(rng.integers(len(categorical)))]
+    same = _same_type(keys, categorical)
+    queries = same[int(rng.integers(len(same)))]
     comparison = comparisons[int(rng.integers(len(comparisons)))]
     return Op("select", f"{name}_select", (keys.name, queries.name), comparison=comparison)
 
@@ -322,9 +386,13 @@ def _numerical_aggregate(rng, config, pool, max_seq_len, name):
 
 
 def _categorical_aggregate(rng, config, pool, max_seq_len, name):
-    categorical = [v for v in pool if v.encoding == "categorical" and _numbers(v.values)]
+    categorical = [v for v in pool if v.encoding == "categorical"]
     arg = _pick(rng, config, categorical, pool)
-    positions = [v for v in categorical if v.name != "indices" and v.values & set(range(max_seq_len))]
+    positions = [
+        v
+        for v in categorical
+        if v.name != "indices" and _numbers(v.values) and v.values & set(range(max_seq_len))
+    ]
     # tracr sizes value projections by the query/key width (max_seq_len here).
     if arg is None or not positions or len(arg.values) > max_seq_len:
         return []

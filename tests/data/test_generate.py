@@ -148,3 +148,30 @@ def test_cli_generate_and_stats(tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "missing")]) == 2
     assert "not a raspsynth dataset" in capsys.readouterr().err
     assert SamplerConfig().max_ops == 10
+
+
+def test_string_token_datasets_load_and_older_manifests_resume(tmp_path, capsys):
+    out = tmp_path / "strings"
+    args = ["data", "generate", "--n", "8", "--out", str(out), "--workers", "1", "--shard-size", "4"]
+    assert main([*args, "--max-ops", "3", "--string-tokens", "1"]) == 0
+    capsys.readouterr()
+    examples = list(load_examples(out))
+    assert len(examples) == 8
+    for record, program, model in examples:
+        assert all(isinstance(token, str) for token in record["vocab"])
+        recompiled = compile_program(to_rasp(program), record["vocab"], record["max_seq_len"])
+        for name, array in recompiled.arrays().items():
+            np.testing.assert_array_equal(model.arrays()[name], array)
+    # Another share of string tokens is another distribution: refused on resume.
+    with pytest.raises(DatasetError, match="sampler"):
+        generate(out, 12, seed=0, shard_size=4, sampler=SamplerConfig(max_ops=3), progress=False)
+    # A manifest written before the field existed resumes: its default keeps the old distribution.
+    older = tmp_path / "older"
+    generate(older, 4, seed=0, shard_size=4, sampler=SamplerConfig(max_ops=3), progress=False)
+    manifest = json.loads((older / "manifest.json").read_text())
+    del manifest["sampler"]["p_string_tokens"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    assert (
+        generate(older, 8, seed=0, shard_size=4, sampler=SamplerConfig(max_ops=3), progress=False)["programs"]
+        == 8
+    )

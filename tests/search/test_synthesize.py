@@ -3,6 +3,7 @@ deterministic, invariant under residual permutation, with clear errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 
@@ -13,7 +14,7 @@ from raspsynth.tracr_bridge import compile_program, load_model
 from raspsynth.tracr_bridge.lib_programs import lib_programs
 from raspsynth.tracr_bridge.probes import probe_inputs
 from raspsynth.tracr_bridge.rasp_conversion import to_rasp
-from tests.helpers import random_programs
+from tests.helpers import FAITHFUL, random_programs
 
 LIB = lib_programs()
 
@@ -51,6 +52,15 @@ def test_sampled_programs_are_recovered_verified():
         result = synthesize(model, budget_s=60, seed=0)
         assert result.verified, (sample.program.dumps(), result.summary())
         assert all(op["from"] in ("symbolic", "search") for op in result.report["ops"])
+
+
+def test_string_token_programs_are_recovered_verified():
+    config = dataclasses.replace(FAITHFUL, p_string_tokens=1.0, vocab_size=(3, 8))
+    for sample in random_programs(6, seed=31, config=config):
+        assert all(isinstance(token, str) for token in sample.vocab)
+        model = compile_program(to_rasp(sample.program), sample.vocab, sample.max_seq_len).permuted(2)
+        result = synthesize(model, budget_s=60, seed=0)
+        assert result.verified, (sample.program.dumps(), result.summary())
 
 
 def test_a_tight_budget_returns_in_time_unverified():
