@@ -980,7 +980,10 @@ class _Lifting:
                 values = _categorical_values(shown_pre[:, units], edges, unit_scale, tol, line)
                 reps = _distinct_rows(values, ZERO * wscale)
             directions = list(reps)
-            while True:  # values no probe reached, the likeliest first
+            # Values no probe reached, the likeliest first. Each unit writes at
+            # most one value, so more rounds than units means the guesses never
+            # cover the rows (a guess can fall in the span already found).
+            for _ in range(len(units) + 1):
                 check_deadline(self.deadline)
                 basis = np.array(self.dirs + directions)
                 rows = out_w[units]
@@ -988,6 +991,8 @@ class _Lifting:
                 if not len(missing):
                     break
                 directions.append(_unreached_value(missing, np.array(directions)))
+            else:
+                raise NotTracrStructured(f"{where} writes rows that no set of value directions covers")
             writer = self._next_writer()
             group = [self._add(d, np.zeros(len(self.not_bos)), writer) for d in directions]
             self._write(

@@ -469,3 +469,45 @@ def test_two_maps_whose_values_hold_together_come_apart_after_a_projection(seed)
     assert _shape(read_structure(lifted), sizes=False) == _shape(read_structure(model.permuted(1)), False)
     res = raspsynth.synthesize(projected, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+def test_unreached_values_that_never_cover_the_rows_end_the_reading_at_once():
+    """A test-split program (eval_neural's lossless set) whose lossless
+    compression leaves an MLP's rows uncovered by any guess of unreached
+    values: the guessing loop used to run until the deadline (forever with
+    none, as in the meta-model's encoder); it stops after one round per unit."""
+    import json
+    import time
+
+    from raspsynth.neural.block_encoding import encode_blocks
+    from raspsynth.program.ir import Program
+    from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+    program = Program.from_json(json.loads(_UNCOVERED_ROWS_PROGRAM))
+    model = compile_program(to_rasp(program), {0, 1, 2, 3, 4}, 5).compressed("lossless", seed=11)
+    began = time.monotonic()
+    assert encode_blocks(model) is None
+    assert time.monotonic() - began < 20
+    result = raspsynth.synthesize(model, budget_s=30)
+    assert result.verified  # by enumeration: the program is small enough
+    assert "no set of value directions covers" in result.report["reason"]
+
+
+_UNCOVERED_ROWS_PROGRAM = """{"ops": [
+ {"kind": "sequence_map", "name": "v0", "inputs": ["indices", "tokens"], "encoding": "categorical",
+  "fn": {"fn": "leq2", "params": []}},
+ {"kind": "map", "name": "v1", "inputs": ["v0"], "encoding": "numerical", "fn": {"fn": "gt", "params": [3]}},
+ {"kind": "select", "name": "v2", "inputs": ["indices", "tokens"], "comparison": "EQ"},
+ {"kind": "aggregate", "name": "v3", "inputs": ["v2", "tokens"], "encoding": "categorical"},
+ {"kind": "select", "name": "v4", "inputs": ["indices", "v3"], "comparison": "EQ"},
+ {"kind": "aggregate", "name": "v5", "inputs": ["v4", "v3"], "encoding": "categorical"},
+ {"kind": "map", "name": "v6", "inputs": ["v5"], "encoding": "categorical", "fn": {"fn": "lt", "params": [3]}},
+ {"kind": "sequence_map", "name": "v7", "inputs": ["v6", "indices"], "encoding": "categorical",
+  "fn": {"fn": "add2", "params": []}},
+ {"kind": "select", "name": "v15", "inputs": ["v5", "v6"], "comparison": "LT"},
+ {"kind": "aggregate", "name": "v16", "inputs": ["v15", "v1"], "encoding": "numerical"},
+ {"kind": "select", "name": "v17", "inputs": ["indices", "indices"], "fn": {"fn": "shift", "params": [3]}},
+ {"kind": "aggregate", "name": "v18", "inputs": ["v17", "indices"], "encoding": "categorical"},
+ {"kind": "select", "name": "v21", "inputs": ["v7", "v18"], "comparison": "LEQ"},
+ {"kind": "aggregate", "name": "v22", "inputs": ["v21", "v16"], "encoding": "numerical"}],
+ "output": "v22"}"""
