@@ -548,7 +548,9 @@ class _Lifting:
         at every position but BOS (where tracr leaves 0, or -1 where two
         SelectorWidths share their cleaner). Returns how far the directions
         miss that sum, relative to the length it would have were they
-        independent; None where the values do not sum so."""
+        independent; None where the values do not sum so (or there are none)."""
+        if not group:
+            return None
         total = np.sum([self.codes[d] for d in group], axis=0)
         one, bos = self.codes[self.one], self.codes[self.bos]
         at_bos = np.unique(np.round(total[bos > 0.5] / CODE_TOL) * CODE_TOL)

@@ -512,3 +512,41 @@ _UNCOVERED_ROWS_PROGRAM = """{"ops": [
  {"kind": "select", "name": "v21", "inputs": ["v7", "v18"], "comparison": "LEQ"},
  {"kind": "aggregate", "name": "v22", "inputs": ["v21", "v16"], "encoding": "numerical"}],
  "output": "v22"}"""
+
+
+def test_an_empty_value_group_has_no_relation():
+    """A test-split program (eval_neural's lossless set) where a lossless
+    projection leaves an MLP group without values: relating it used to index
+    a scalar (IndexError out of the reader and out of `synthesize`); it is no
+    relation, and synthesis returns its result within the budget."""
+    import json
+
+    from raspsynth.neural.block_encoding import encode_blocks
+    from raspsynth.program.ir import Program
+    from raspsynth.tracr_bridge.rasp_conversion import to_rasp
+
+    program = Program.from_json(json.loads(_EMPTY_GROUP_PROGRAM))
+    model = compile_program(to_rasp(program), {0, 1, 2, 3, 4}, 5).compressed("lossless", seed=11)
+    encode_blocks(model)  # raised IndexError
+    result = raspsynth.synthesize(model, budget_s=5)
+    assert result.report["elapsed_s"] < 8 and result.report["reason"]
+
+
+_EMPTY_GROUP_PROGRAM = """{"ops": [
+ {"kind": "select", "name": "v0", "inputs": ["tokens", "indices"], "comparison": "TRUE"},
+ {"kind": "selector_width", "name": "v1", "inputs": ["v0"], "encoding": "categorical"},
+ {"kind": "sequence_map", "name": "v2", "inputs": ["v1", "indices"], "encoding": "categorical",
+  "fn": {"fn": "leq2", "params": []}},
+ {"kind": "sequence_map", "name": "v3", "inputs": ["v2", "tokens"], "encoding": "categorical",
+  "fn": {"fn": "and2", "params": []}},
+ {"kind": "map", "name": "v5", "inputs": ["v1"], "encoding": "categorical",
+  "fn": {"fn": "max", "params": [2]}},
+ {"kind": "map", "name": "v6", "inputs": ["v3"], "encoding": "numerical",
+  "fn": {"fn": "parity", "params": []}},
+ {"kind": "map", "name": "v11", "inputs": ["indices"], "encoding": "numerical",
+  "fn": {"fn": "neq", "params": [1]}},
+ {"kind": "select", "name": "v14", "inputs": ["v5", "tokens"], "comparison": "LEQ"},
+ {"kind": "aggregate", "name": "v15", "inputs": ["v14", "v6"], "encoding": "numerical"},
+ {"kind": "linear_sequence_map", "name": "v16", "inputs": ["v15", "v11"], "encoding": "numerical",
+  "coefficients": [-1.0, 2.0]}],
+ "output": "v16"}"""
