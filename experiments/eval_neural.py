@@ -6,6 +6,11 @@ Sets:
   table-equal functions), residual permuted;
 - rotated: other test-split programs, residual randomly rotated (read
   through basis recovery, `symbolic/basis.py`);
+- lossless: other test-split programs, residual lossless-compressed (the
+  visited states' span, rotated): basis recovery there sees only the values
+  the model visits, so the reading can differ from the compiled model's;
+- strings: test-split programs whose tokens are strings (the sampler's
+  `p_string_tokens` = 1), residual permuted;
 - peer, interpbench: the development sets no one here wrote
   (../shared/devsets/), as compiled. Measured only: nothing is trained,
   tuned or selected on them.
@@ -18,7 +23,7 @@ search, no repair). Reported, for the top-1 and for the best of the top-k:
 - functional: the sketch compiles and verifies against the model on every
   probe input (`verify`), holes keeping their placeholders.
 
-    python experiments/eval_neural.py [--sets test rotated peer interpbench] [--n 200] [--k 5]
+    python experiments/eval_neural.py [--sets test rotated lossless strings ...] [--n 200] [--k 5]
     python experiments/eval_neural.py --quick     # 20 test-split programs
     python experiments/eval_neural.py --checkpoint gpu   # the GPU-trained checkpoint
 
@@ -29,6 +34,7 @@ checkpoint than the default: eval_neural_NAME.json and .png).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from program_sets import Case, devset_cases, sampled_cases  # noqa: E402
+from program_sets import DEFAULT, Case, devset_cases, sampled_cases  # noqa: E402
 
 from raspsynth.neural import BEAM, CHECKPOINTS, DEFAULT_META_MODEL, TOP_K, checkpoint_path  # noqa: E402
 from raspsynth.neural.decode import beam_search  # noqa: E402
@@ -52,7 +58,9 @@ from raspsynth.search.verify import verify  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_SEED = 9001
 ROTATED_SEED = 9002
-SETS = ("test", "rotated", "peer", "interpbench")
+LOSSLESS_SEED = 9004
+STRINGS_SEED = 9005
+SETS = ("test", "rotated", "lossless", "strings", "peer", "interpbench")
 METRICS = ("top1_exact", "topk_exact", "top1_functional", "topk_functional")
 
 
@@ -61,6 +69,11 @@ def cases_of(set_name: str, n: int) -> list[Case]:
         return sampled_cases("test", n, SAMPLE_SEED, "test", transform="permuted")
     if set_name == "rotated":
         return sampled_cases("rotated", n, ROTATED_SEED, "test", transform="rotated")
+    if set_name == "lossless":
+        return sampled_cases("lossless", n, LOSSLESS_SEED, "test", transform="lossless")
+    if set_name == "strings":
+        strings = dataclasses.replace(DEFAULT, p_string_tokens=1.0)
+        return sampled_cases("strings", n, STRINGS_SEED, "test", strings, transform="permuted")
     return [c for c in devset_cases(set_name, transform="plain") if c.name.startswith(f"{set_name}/")]
 
 

@@ -76,19 +76,7 @@ def op_kinds(program: Program) -> tuple[str, ...]:
 
 
 def _transformed(model: Model, transform: str) -> Model:
-    if transform == "plain":
-        return model
-    if transform == "permuted":
-        return model.permuted(TRANSFORM_SEED)
-    if transform == "rotated":
-        return model.rotated(TRANSFORM_SEED)
-    if transform == "mixed":
-        return model.mixed(TRANSFORM_SEED)
-    if transform == "lossless":
-        return model.compressed("lossless", seed=TRANSFORM_SEED)
-    if transform == "learned":
-        return model.compressed("learned", seed=TRANSFORM_SEED)
-    raise ValueError(f"unknown transform {transform!r}")
+    return model.in_residual(transform, TRANSFORM_SEED)
 
 
 def sampled_cases(

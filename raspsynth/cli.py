@@ -139,6 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from raspsynth.neural.train import TrainConfig, train
 
     given = {k: v for k, v in vars(args).items() if v is not None}
+    if "augment" in given:
+        given["augment"] = tuple(given["augment"])
     model_fields = {f.name for f in dataclasses.fields(MetaModelConfig)}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
     model = dataclasses.replace(MetaModelConfig(), **{k: v for k, v in given.items() if k in model_fields})
@@ -267,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, default=None, help="stop, validated and saved, after this long"
     )
     p.add_argument("--workers", type=int, default=None, help="processes reading the dataset's models")
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        default=None,
+        metavar="KIND",
+        help="residual kinds (rotated, mixed, lossless, learned, ...) a share of train programs are read in",
+    )
+    p.add_argument("--augment-share", type=float, default=None, help="that share, in [0, 1]")
     for flag in ("--width", "--heads", "--layers", "--seed"):
         p.add_argument(flag, type=int, default=None)
     p.set_defaults(func=cmd_train)

@@ -76,6 +76,7 @@ _LAYOUT = {
     "coefficients": 2 * _N_COEF + 2,
 }
 FEATURES = sum(_LAYOUT.values())
+FIELD_NAMES = tuple(_LAYOUT)  # the named fields of a row, in order (`columns(name)` gives each one's range)
 _OFFSET = dict(zip(_LAYOUT, np.cumsum([0, *_LAYOUT.values()])[:-1].tolist()))
 
 

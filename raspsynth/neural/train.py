@@ -21,7 +21,14 @@ CUDA, gloo on the CPU), each rank drawing its own batches; rank 0 logs and
 writes checkpoints.
 
 No residual permutation is needed during training: the reading does not
-depend on the residual's order (tests check this on permuted models).
+depend on the residual's order (tests check this on permuted models), nor
+on a rotation or mixing. A compressed residual is another matter: basis
+recovery there can read a model otherwise, or not at all
+(`experiments/augmentation_effect.py`). `augment` names residual kinds
+(`Model.in_residual`) in which a share `augment_share` of the train
+split's models are read instead, each program's kind and seed a function of
+its canonical hash; where that reading fails (or a learned compression does
+not reach exact agreement) the program is read as compiled.
 """
 
 from __future__ import annotations
@@ -44,13 +51,13 @@ from torch import nn
 from tqdm import tqdm
 
 from raspsynth.data.shards import DatasetError, complete_shards, load_shard
-from raspsynth.errors import RaspsynthError
+from raspsynth.errors import CompressionFailed, RaspsynthError
 from raspsynth.neural.block_encoding import encode_blocks
 from raspsynth.neural.meta_model import MAX_SLOTS, MetaModel, MetaModelConfig, collate
 from raspsynth.neural.program_tokens import OP_KINDS, token_groups, token_ids
 from raspsynth.neural.targets import reading_targets
 from raspsynth.program.ir import SOURCES, Program
-from raspsynth.tracr_bridge.model import Model, one_blas_thread
+from raspsynth.tracr_bridge.model import RESIDUAL_KINDS, Model, one_blas_thread
 
 ENCODING_VERSION = 4  # bump when the features or targets change: old caches are ignored
 IGNORE = -100
@@ -70,6 +77,8 @@ class TrainConfig:
     max_val: int = 512
     max_minutes: float | None = None  # stop (validated and saved) after this much wall time
     workers: int = 2  # processes reading the dataset's models
+    augment: tuple[str, ...] = ()  # residual kinds some train programs are read in (module docstring)
+    augment_share: float = 0.0
     seed: int = 0
     model: MetaModelConfig = MetaModelConfig()
 
@@ -101,12 +110,31 @@ def example_of(program: Program, model: Model) -> Example | None:
     return Example(encoded.features.astype(np.float16), kinds, slots)
 
 
-def _shard_examples(job: tuple[str, int, str]) -> tuple[list[Example], int]:
-    directory, index, split = job
+def augmented_residual(program_hash: str, augment: tuple[str, ...], share: float) -> tuple[str, int] | None:
+    """The residual kind and seed a program is read in for training, or None
+    (as compiled): a function of its canonical hash. The split uses the hash's
+    first 8 hex digits (`split_of`); this uses the other 8, so which programs
+    are augmented is independent of the split."""
+    if not augment or int(program_hash[8:12], 16) / 16**4 >= share:
+        return None
+    return augment[int(program_hash[12:14], 16) % len(augment)], int(program_hash[14:16], 16)
+
+
+def _augmented_example(program: Program, model: Model, residual: tuple[str, int]) -> Example | None:
+    try:
+        return example_of(program, model.in_residual(*residual))
+    except CompressionFailed:
+        return None
+
+
+def _shard_examples(job: tuple) -> tuple[list[Example], int]:
+    directory, index, split, augment, share = job
     examples, skipped = [], 0
     with one_blas_thread():  # shards are read side by side, one per core
-        for _, program, model in load_shard(directory, index, split):
-            example = example_of(program, model)
+        for record, program, model in load_shard(directory, index, split):
+            residual = augmented_residual(record["hash"], augment, share)
+            example = residual and _augmented_example(program, model, residual)
+            example = example or example_of(program, model)
             if example is None:
                 skipped += 1
             else:
@@ -115,16 +143,30 @@ def _shard_examples(job: tuple[str, int, str]) -> tuple[list[Example], int]:
 
 
 def load_split(
-    directory: str | Path, split: str, limit: int | None, workers: int = 1, quiet: bool = True
+    directory: str | Path,
+    split: str,
+    limit: int | None,
+    workers: int = 1,
+    quiet: bool = True,
+    augment: tuple[str, ...] = (),
+    augment_share: float = 0.0,
 ) -> list[Example]:
-    """Up to `limit` examples of a split, read in shard order (cached)."""
+    """Up to `limit` examples of a split, read in shard order (cached), a
+    share of them in the residual kinds `augment` names."""
     directory = Path(directory)
     if not (directory / "manifest.json").exists():
         raise DatasetError(f"{directory}: not a raspsynth dataset (run `raspsynth data generate` first)")
-    cache = directory / "cache" / f"blocks-v{ENCODING_VERSION}-{split}-{limit or 'all'}.pkl"
+    unknown = set(augment) - set(RESIDUAL_KINDS)
+    if unknown or not 0 <= augment_share <= 1:
+        raise RaspsynthError(
+            f"augment takes residual kinds among {', '.join(RESIDUAL_KINDS)} and a share in [0, 1]; "
+            f"got {sorted(unknown) or list(augment)} and {augment_share}"
+        )
+    tag = f"-{'+'.join(augment)}-{augment_share:g}" if augment and augment_share else ""
+    cache = directory / "cache" / f"blocks-v{ENCODING_VERSION}-{split}-{limit or 'all'}{tag}.pkl"
     if cache.exists():
         return pickle.loads(cache.read_bytes())
-    jobs = [(str(directory), index, split) for index in complete_shards(directory)]
+    jobs = [(str(directory), index, split, augment, augment_share) for index in complete_shards(directory)]
     examples, skipped = [], 0
     context = multiprocessing.get_context("spawn")
     with tqdm(total=limit, desc=f"reading {split} models", disable=quiet) as bar:
@@ -246,7 +288,9 @@ def train(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng([config.seed, rank])
     quiet_data = quiet or rank != 0
-    train_set = load_split(data, "train", config.max_train, config.workers, quiet_data)
+    train_set = load_split(
+        data, "train", config.max_train, config.workers, quiet_data, config.augment, config.augment_share
+    )
     val_set = load_split(data, "val", config.max_val, config.workers, quiet_data)
     if not train_set:
         raise RaspsynthError(f"no training programs under {data} (run `raspsynth data generate` first)")

@@ -36,6 +36,10 @@ SCALE_SAMPLES_PER_LENGTH = 4
 COMPRESSION_RANK_TOLERANCE = 1e-9
 
 
+# The residual bases `Model.in_residual` puts a model in.
+RESIDUAL_KINDS = ("plain", "permuted", "rotated", "mixed", "lossless", "learned")
+
+
 def _token_ids(flat: list, index: dict) -> np.ndarray:
     """index[t] for every token t of `flat` (-1 for unknown ones). Tokens of
     one numpy type (all numbers, or all strings) are looked up once per
@@ -687,6 +691,19 @@ class Model:
                 )
             return learned.model
         raise InputError(f"compressed kind must be 'lossless' or 'learned'; got {kind!r}")
+
+    def in_residual(self, kind: str, seed: int = 0) -> Model:
+        """The same model in the residual basis `kind` names (one of
+        `RESIDUAL_KINDS`): "plain" (itself), "permuted", "rotated", "mixed",
+        or compressed at the visited-state rank, "lossless" or "learned"
+        (which raises `CompressionFailed` short of exact agreement)."""
+        if kind == "plain":
+            return self
+        if kind in ("permuted", "rotated", "mixed"):
+            return getattr(self, kind)(seed)
+        if kind in ("lossless", "learned"):
+            return self.compressed(kind, seed=seed)
+        raise InputError(f"residual kind must be one of {', '.join(RESIDUAL_KINDS)}; got {kind!r}")
 
     def visited_grams(self) -> np.ndarray:
         """The uncentred Gram matrix [D, D] of the residual states after the

@@ -338,3 +338,36 @@ def test_a_file_that_is_no_checkpoint_is_refused_by_name(tmp_path, capsys):
     assert "code ran" not in capsys.readouterr().out
     with pytest.raises(RaspsynthError, match="not a raspsynth meta-model checkpoint"):
         load_meta_model(tmp_path / "missing.pt")
+
+
+def test_augmented_training_reads_a_share_of_programs_in_another_residual(tiny_dataset):
+    from raspsynth.data.generate import split_of
+    from raspsynth.data.shards import load_examples
+    from raspsynth.neural.train import augmented_residual
+
+    rng = np.random.default_rng(0)
+    hashes = [f"{value:016x}" for value in rng.integers(0, 2**63, size=4000)]
+    picked = [h for h in hashes if augmented_residual(h, ("rotated", "lossless"), 0.25)]
+    assert 0.2 < len(picked) / len(hashes) < 0.3
+    # Independent of the split: the share holds within the train split too.
+    train = [h for h in hashes if split_of(h) == "train"]
+    assert 0.2 < sum(h in picked for h in train) / len(train) < 0.3
+    assert {augmented_residual(h, ("rotated", "lossless"), 0.25)[0] for h in picked} == {
+        "rotated",
+        "lossless",
+    }
+    assert augmented_residual(hashes[0], (), 1.0) is None
+
+    plain = load_split(tiny_dataset, "train", 6)
+    augmented = load_split(tiny_dataset, "train", 6, augment=("lossless",), augment_share=1.0)
+    records = list(load_examples(tiny_dataset, "train"))[:6]
+    for example, (record, program, model) in zip(augmented, records):
+        kind, seed = augmented_residual(record["hash"], ("lossless",), 1.0)
+        expected = example_of(program, model.in_residual(kind, seed)) or example_of(program, model)
+        assert np.array_equal(example.features, expected.features)
+        assert np.array_equal(example.slots, expected.slots)
+    # A lossless projection drops tracr's redundant dimensions, and the features count them.
+    assert any(not np.array_equal(a.features, b.features) for a, b in zip(plain, augmented))
+    assert load_split(tiny_dataset, "train", 6) is not augmented  # cached apart
+    with pytest.raises(RaspsynthError, match="augment"):
+        load_split(tiny_dataset, "train", 6, augment=("sheared",), augment_share=0.5)

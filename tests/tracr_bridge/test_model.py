@@ -211,3 +211,16 @@ def test_tokens_keep_their_type_when_encoded():
     strings = IOSpec(("1", "a", "BOS", "pad"), "BOS", "pad", 3, ("x", "y"))
     with pytest.raises(InputError):
         Model(np.eye(4, 2, dtype=np.float32), np.zeros((4, 2)), (), np.eye(2), strings).encode([[1, "a"]])
+
+
+def test_in_residual_names_each_generator(lib_references):
+    model = from_tracr(lib_references[0].assembled)
+    assert model.in_residual("plain") is model
+    for kind in ("permuted", "rotated", "mixed"):
+        np.testing.assert_array_equal(
+            model.in_residual(kind, 3).token_embed, getattr(model, kind)(3).token_embed
+        )
+    lossless = model.in_residual("lossless", 3)
+    np.testing.assert_array_equal(lossless.token_embed, model.compressed("lossless", seed=3).token_embed)
+    with pytest.raises(InputError, match="residual kind"):
+        model.in_residual("sheared")
