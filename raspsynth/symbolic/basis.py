@@ -191,7 +191,9 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
 
 
-def _line_per_sop(edges: np.ndarray, scale: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _line_per_sop(
+    edges: np.ndarray, scale: np.ndarray, active: np.ndarray, zero: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The lines of a Map's or SequenceMap's units (`_unit_lines`: edges
     [E, D], scale [U, E]) with a line copied once for each SOp that writes
     it. tracr fires one hidden unit of such an MLP at a time, so units on one
@@ -200,8 +202,9 @@ def _line_per_sop(edges: np.ndarray, scale: np.ndarray, active: np.ndarray) -> t
     on one line (two values always held together, or whose sums with the
     other values match). Each line's units are coloured greedily in order
     (tracr lays out each SOp's units together), none of a copy firing with
-    another of it."""
-    firing = active > 0.5 * max(active.max(initial=0.0), 1e-30)
+    another of it. Activity up to `zero` is none: the units of values the
+    probes never reach sit at rounding noise, which says nothing of firing."""
+    firing = active > max(0.5 * active.max(initial=0.0), zero)
     together = (firing.T.astype(np.int64) @ firing.astype(np.int64)) > 0
     lines, columns = [], []
     for e, edge in enumerate(edges):
@@ -906,6 +909,7 @@ class _Lifting:
         # positions with the same pre-activations show the same values.
         shown_pre = np.unique(pre[self.not_bos], axis=0)
         shown_hidden = np.maximum(shown_pre, 0.0)
+        fire_zero = self.zero * max(np.abs(shown_pre).max(initial=0.0), 1.0)
         known = list(range(len(self.dirs)))
         _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
         span = vt[s > self.zero * s.max()]
@@ -937,7 +941,9 @@ class _Lifting:
             reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
             # Under a projection values of several Maps can share a line (`_line_per_sop`).
             per_sop = (
-                None if _has_steps(unit_scale) else _line_per_sop(edges, unit_scale, shown_hidden[:, units])
+                None
+                if _has_steps(unit_scale)
+                else _line_per_sop(edges, unit_scale, shown_hidden[:, units], fire_zero)
             )
             shared = per_sop is not None and len(per_sop[0]) > len(edges)
             if not shared and len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):

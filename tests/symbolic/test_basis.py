@@ -443,13 +443,37 @@ def test_a_line_is_copied_only_for_units_that_fire_together():
     edges = np.array([[1.0, 0.0], [0.0, 1.0]])
     scale = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [0.0, 1.0]])
     active = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-    lines, copied = _line_per_sop(edges, scale, active)
+    lines, copied = _line_per_sop(edges, scale, active, zero=1e-5)
     np.testing.assert_array_equal(lines, edges[[0, 0, 1]])
     np.testing.assert_array_equal(
         copied, [[1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
     )
     # Nobody fires together: the lines stay as they are.
-    assert _line_per_sop(edges, scale, np.eye(4))[0] is edges
+    assert _line_per_sop(edges, scale, np.eye(4), zero=1e-5)[0] is edges
+    # Nobody fires at all, only rounding noise (values the probes never
+    # reach): that is no firing together either.
+    noise = np.full((3, 4), 1.5e-7)
+    assert _line_per_sop(edges, scale, noise, zero=1e-5)[0] is edges
+
+
+def test_units_of_values_no_input_reaches_keep_their_line_in_a_rotated_basis():
+    # `tokens + copy` where the copy equals the token wherever it is defined:
+    # odd sums are never reached, and their units sit at rounding noise. With
+    # this rotation the noise once read as units firing together, so values'
+    # lines were copied as though two SOps wrote them, and the next MLP's
+    # output came out non-one-hot.
+    from tracr.rasp import rasp
+
+    first = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ).named("v0")
+    copy = rasp.categorical(rasp.Aggregate(first, rasp.indices, default=None)).named("v1")
+    twice = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, rasp.tokens, copy)).named("v2")
+    apart = rasp.categorical(rasp.SequenceMap(lambda x, y: abs(x - y), rasp.indices, twice)).named("v3")
+    odd = rasp.numerical(rasp.Map(lambda x: x % 2 == 1, apart, simplify=False)).named("v4")
+    model = compile_program(odd, {0, 1, 2, 3, 4}, 5)
+    rotated = model.rotated(11)
+    assert _shape(read_structure(recover_basis(rotated))) == _shape(read_structure(model.permuted(1)))
+    res = raspsynth.synthesize(rotated, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
