@@ -946,10 +946,12 @@ class _Lifting:
                 else _line_per_sop(edges, unit_scale, shown_hidden[:, units], fire_zero)
             )
             shared = per_sop is not None and len(per_sop[0]) > len(edges)
+            whole = False
             if not shared and len(edges) == 1 and np.all(np.abs(unit_scale[unit_scale != 0] - 1.0) <= 1e-4):
                 # Every unit writes the same row: one value, whatever blends
                 # the probes show (a SelectorWidth's near max_seq_len, read).
                 reps = edges
+                whole = True
             elif not shared and _on_one_line(reps, wscale):
                 # All multiples of one vector: a numerical SOp, its largest value positive.
                 reps = _numerical_direction(reps)
@@ -1007,6 +1009,8 @@ class _Lifting:
                 out, units, known, group, self._on_fewest_writers(out_w[units], known, group, where), hidden
             )
             lifted_groups.append(group)
+            if whole:
+                map_groups.append(group)
         if cleaners:
             known_now = list(range(len(self.dirs)))
             coef = self._cleaning(out_w[cleaners], hidden[:, cleaners], entry["first_writer"], tol)
@@ -1025,7 +1029,7 @@ class _Lifting:
             covers = self._sop_covers(unrelated)
             for sop in sorted({sop for sops in covers for sop in sops}):
                 self._relate(list(sop))
-            if copied and covers:
+            if covers and (copied or len(covers) == 1):
                 self._writer_per_sop(covers[0])
         discretisers = lifted_groups[len(lifted_groups) - paired :] if paired else []
         for group in discretisers[1:]:

@@ -574,3 +574,48 @@ _EMPTY_GROUP_PROGRAM = """{"ops": [
  {"kind": "linear_sequence_map", "name": "v16", "inputs": ["v15", "v11"], "encoding": "numerical",
   "coefficients": [-1.0, 2.0]}],
  "output": "v16"}"""
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_map_whose_values_each_have_a_unit_of_their_own_is_one_sop_after_a_projection(seed):
+    # `not indices` fires one unit per value, and under the lossless
+    # projection each value's unit lifts to a group, and a writer, of its
+    # own. The TRUE Select keying on the Map then read three writers (BOS,
+    # True, False), and the fewest-writers shift moved it onto the tokens and
+    # indices, which sum alike. The values held one at a time at every
+    # position are one SOp: one writer.
+    from tracr.rasp import rasp
+
+    first = rasp.categorical(rasp.Map(lambda x: not x, rasp.indices, simplify=False)).named("v0")
+    every = rasp.Select(first, rasp.tokens, rasp.Comparison.TRUE).named("v1")
+    model = compile_program(rasp.categorical(rasp.SelectorWidth(every)).named("v2"), {0, 1, 2, 3, 4}, 5)
+    compressed = model.compressed("lossless", seed=seed)
+    structure = read_structure(recover_basis(compressed))
+    (head,) = [c for c in structure.components if c.kind == "selector_width"]
+    (map_block,) = [b.name for b in structure.blocks if b.writer not in ("embedding",) and len(b.dims) == 2]
+    assert map_block in head.inputs
+    res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_output_value_no_state_holds_is_not_read_by_the_unembed(seed):
+    # The copy of `indices != 2` at index 0 or 1 is always True: under the
+    # lossless projection False has no direction, the unembed reads only
+    # True's, and the output SOp is still the head that writes both.
+    from tracr.rasp import rasp
+
+    same = rasp.categorical(rasp.SequenceMap(lambda x, y: x == y, rasp.indices, rasp.tokens)).named("v4")
+    either = rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) or bool(y), same, rasp.indices)).named(
+        "v5"
+    )
+    not_two = rasp.categorical(rasp.Map(lambda x: x != 2, rasp.indices, simplify=False)).named("v0")
+    at = rasp.Select(rasp.indices, either, rasp.Comparison.EQ).named("v6")
+    model = compile_program(
+        rasp.categorical(rasp.Aggregate(at, not_two, default=None)).named("v7"), {0, 1, 2, 3, 4}, 5
+    )
+    compressed = model.compressed("lossless", seed=seed)
+    structure = read_structure(recover_basis(compressed))
+    assert structure.block(structure.output).writer.endswith("head0")
+    res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
+    assert res.verified and res.report["recognised"]
