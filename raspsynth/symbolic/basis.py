@@ -92,6 +92,13 @@ DEPENDENT = 0.1
 # How far beyond the largest read error an MLP output may be from 0 or 1
 # and still be a bit: a unit sums a few reads, each off by up to that error.
 BIT_MARGIN = 4.0
+# A categorical Map's or SequenceMap's hidden unit is 1 where it fires (its
+# input value one-hot; ReLU(x + y - 1) for a pair) and 0 elsewhere. A hidden
+# activity does not depend on the residual basis (the states and the read
+# weights change together), so the same line tells firing from rounding noise
+# under any rotation or projection; a learned compression moves it by its
+# interference, far less than half.
+UNIT_FIRES = 0.5
 # The most writers besides `one` a read of tracr's reads: a SequenceMap's two
 # inputs, and BOS (the tokens) for a key.
 MAX_READ_WRITERS = 3
@@ -191,9 +198,7 @@ def _unit_lines(rows: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(edges).reshape(len(edges), rows.shape[1]), scale[:, : len(edges)]
 
 
-def _line_per_sop(
-    edges: np.ndarray, scale: np.ndarray, active: np.ndarray, zero: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _line_per_sop(edges: np.ndarray, scale: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The lines of a Map's or SequenceMap's units (`_unit_lines`: edges
     [E, D], scale [U, E]) with a line copied once for each SOp that writes
     it. tracr fires one hidden unit of such an MLP at a time, so units on one
@@ -202,9 +207,10 @@ def _line_per_sop(
     on one line (two values always held together, or whose sums with the
     other values match). Each line's units are coloured greedily in order
     (tracr lays out each SOp's units together), none of a copy firing with
-    another of it. Activity up to `zero` is none: the units of values the
-    probes never reach sit at rounding noise, which says nothing of firing."""
-    firing = active > max(0.5 * active.max(initial=0.0), zero)
+    another of it. A unit fires at tracr's level (`UNIT_FIRES`), whatever
+    the basis: the units of values the probes never reach sit at rounding
+    noise, which says nothing of firing."""
+    firing = active > UNIT_FIRES
     together = (firing.T.astype(np.int64) @ firing.astype(np.int64)) > 0
     lines, columns = [], []
     for e, edge in enumerate(edges):
@@ -909,7 +915,6 @@ class _Lifting:
         # positions with the same pre-activations show the same values.
         shown_pre = np.unique(pre[self.not_bos], axis=0)
         shown_hidden = np.maximum(shown_pre, 0.0)
-        fire_zero = self.zero * max(np.abs(shown_pre).max(initial=0.0), 1.0)
         known = list(range(len(self.dirs)))
         _, s, vt = np.linalg.svd(np.stack(self.dirs), full_matrices=False)
         span = vt[s > self.zero * s.max()]
@@ -943,7 +948,7 @@ class _Lifting:
             per_sop = (
                 None
                 if _has_steps(unit_scale)
-                else _line_per_sop(edges, unit_scale, shown_hidden[:, units], fire_zero)
+                else _line_per_sop(edges, unit_scale, shown_hidden[:, units])
             )
             shared = per_sop is not None and len(per_sop[0]) > len(edges)
             whole = False

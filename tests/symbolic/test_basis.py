@@ -443,17 +443,17 @@ def test_a_line_is_copied_only_for_units_that_fire_together():
     edges = np.array([[1.0, 0.0], [0.0, 1.0]])
     scale = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [0.0, 1.0]])
     active = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
-    lines, copied = _line_per_sop(edges, scale, active, zero=1e-5)
+    lines, copied = _line_per_sop(edges, scale, active)
     np.testing.assert_array_equal(lines, edges[[0, 0, 1]])
     np.testing.assert_array_equal(
         copied, [[1.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
     )
     # Nobody fires together: the lines stay as they are.
-    assert _line_per_sop(edges, scale, np.eye(4), zero=1e-5)[0] is edges
+    assert _line_per_sop(edges, scale, np.eye(4))[0] is edges
     # Nobody fires at all, only rounding noise (values the probes never
     # reach): that is no firing together either.
-    noise = np.full((3, 4), 1.5e-7)
-    assert _line_per_sop(edges, scale, noise, zero=1e-5)[0] is edges
+    noise = np.full((3, 4), 1e-5)
+    assert _line_per_sop(edges, scale, noise)[0] is edges
 
 
 def test_units_of_values_no_input_reaches_keep_their_line_in_a_rotated_basis():
