@@ -946,9 +946,7 @@ class _Lifting:
             reps = shown[_norms(shown) > ZERO * wscale * np.sqrt(shown.shape[1])]
             # Under a projection values of several Maps can share a line (`_line_per_sop`).
             per_sop = (
-                None
-                if _has_steps(unit_scale)
-                else _line_per_sop(edges, unit_scale, shown_hidden[:, units])
+                None if _has_steps(unit_scale) else _line_per_sop(edges, unit_scale, shown_hidden[:, units])
             )
             shared = per_sop is not None and len(per_sop[0]) > len(edges)
             whole = False
@@ -1139,6 +1137,18 @@ class _Lifting:
             read = np.flatnonzero(np.abs(unembed[:, 0]) > ZERO * np.abs(unembed).max(initial=1e-30))
             if len(read) == 1 and read[0] not in (self.one, *self.tokens, *self.indices):
                 scale[read[0]] = 1.0 / unembed[read[0], 0]
+            # A numerical Aggregate copies its SOp with weight 1 (its output
+            # direction is the image of the one it reads), so along a chain of
+            # them every SOp takes the output's scale; the table of a Map
+            # writing the first is then in the output's units. (A rotation
+            # keeps the norms that set the other scales, a mixing does not.)
+            for entry in reversed(self.layers):
+                for e in entry["heads"]:
+                    if len(e["dims"]) != 1 or scale[e["dims"][0]] == 1.0:
+                        continue
+                    copied = np.flatnonzero(np.abs(e["value"]).max(axis=1) > _zero_of(e["value"]))
+                    if len(copied) == 1 and copied[0] not in (self.one, *self.tokens, *self.indices):
+                        scale[copied[0]] = scale[e["dims"][0]]
 
         def padded(reads: np.ndarray) -> np.ndarray:
             full = np.zeros((n, reads.shape[1]))

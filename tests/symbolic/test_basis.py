@@ -619,3 +619,26 @@ def test_an_output_value_no_state_holds_is_not_read_by_the_unembed(seed):
     assert structure.block(structure.output).writer.endswith("head0")
     res = raspsynth.synthesize(compressed, mode="search", budget_s=30, seed=0)
     assert res.verified and res.report["recognised"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_numerical_map_copied_to_the_output_takes_the_output_s_scale_in_a_mixed_basis(seed):
+    # A numerical direction's scale is free but for tracr's conventions: the
+    # unembed reads the output with weight 1, and a numerical Aggregate
+    # copies with weight 1. A mixing changes the norms that set the other
+    # scales, so `most`'s table read (0, 1.2) where the output, rescaled
+    # alone, expected (0, 1); the copy chain now carries the output's scale.
+    from tracr.rasp import rasp
+
+    ones = rasp.numerical(rasp.Map(lambda x: x == 1, rasp.tokens, simplify=False)).named("ones")
+    before = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ).named("before")
+    share = rasp.numerical(rasp.Aggregate(before, ones, default=0)).named("share")
+    most = rasp.numerical(rasp.Map(lambda x: x >= 0.5, share, simplify=False)).named("most")
+    model = compile_program(
+        rasp.numerical(rasp.Aggregate(before, most, default=0)).named("out"), {0, 1, 2}, 4
+    )
+    decompiled = decompile_structure(model.mixed(seed))
+    assert decompiled.program is not None
+    from raspsynth.search.verify import verify
+
+    assert verify(decompiled.program, model).verified
