@@ -1134,8 +1134,9 @@ class _Lifting:
         # tracr unembeds a numerical output with weight 1: rescale it so.
         scale = np.ones(n)
         if model.spec.numerical:
+            embedded = (self.one, *self.tokens, *self.indices)
             read = np.flatnonzero(np.abs(unembed[:, 0]) > ZERO * np.abs(unembed).max(initial=1e-30))
-            if len(read) == 1 and read[0] not in (self.one, *self.tokens, *self.indices):
+            if len(read) == 1 and read[0] not in embedded:
                 scale[read[0]] = 1.0 / unembed[read[0], 0]
             # A numerical Aggregate copies its SOp with weight 1 (its output
             # direction is the image of the one it reads), so along a chain of
@@ -1147,7 +1148,7 @@ class _Lifting:
                     if len(e["dims"]) != 1 or scale[e["dims"][0]] == 1.0:
                         continue
                     copied = np.flatnonzero(np.abs(e["value"]).max(axis=1) > _zero_of(e["value"]))
-                    if len(copied) == 1 and copied[0] not in (self.one, *self.tokens, *self.indices):
+                    if len(copied) == 1 and copied[0] not in embedded:
                         scale[copied[0]] = scale[e["dims"][0]]
 
         def padded(reads: np.ndarray) -> np.ndarray:
