@@ -60,6 +60,7 @@ How:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 
@@ -588,7 +589,12 @@ class _Lifting:
         """The ways to split the held directions of Maps' groups into SOps:
         sets of values held one at a time, together at every position but
         BOS (`exact_covers` of the visited patterns). Each such set sums to
-        `one` but at BOS, whichever split is tracr's: `_relate` takes them all."""
+        `one` but at BOS, whichever split is tracr's: `_relate` takes them all.
+        A copy of a line (`_line_per_sop`) may instead be a numerical Map's
+        output, alone: a projection puts it on one line with the categorical
+        value always held with it (`not indices` beside `indices - 2`, both
+        set at index 0 alone). Only the splits leaving the fewest out are
+        kept, each numerical SOp a set of one."""
         held = [d for d in group if np.abs(self.codes[d][self.not_bos]).max(initial=0.0) > 0.5]
         if len(held) < 2:
             return []
@@ -596,8 +602,17 @@ class _Lifting:
         if not np.isin(patterns, (0.0, 1.0)).all():
             return []
         fires = {d: frozenset(np.flatnonzero(row).tolist()) for d, row in zip(held, patterns)}
-        covers = exact_covers(fires, frozenset(range(patterns.shape[1])), set())
-        return [[tuple(sorted(sop)) for sop in sops] for sops, _ in covers]
+        copies = {d for d in held if any(e != d and np.array_equal(self.dirs[d], self.dirs[e]) for e in held)}
+        # Positions where none is held are positions where the SOps' inputs
+        # hold none (an Aggregate's default, None): every split leaves them.
+        live = frozenset(np.flatnonzero(patterns.any(axis=0)).tolist())
+        covers = exact_covers(fires, live, copies)
+        fewest = min((len(numerical) for _, numerical in covers), default=0)
+        return [
+            [tuple(sorted(sop)) for sop in sops] + [(d,) for d in numerical]
+            for sops, numerical in covers
+            if len(numerical) == fewest
+        ]
 
     def _writer_per_sop(self, sops: list[tuple[int, ...]]) -> None:
         """Give each of an MLP's SOps (a split of `_sop_covers`) a writer of
@@ -688,9 +703,11 @@ class _Lifting:
         writer = np.array(self.writer)
         nonzero = np.abs(reads) > tol
         free = np.abs(deps).max(axis=0) > ZERO
+        held = np.array([_norms(d) > 0 for d in self.dirs]) & (np.arange(len(self.dirs)) != self.pad)
         candidates = sorted((set(writer[free]) | set(writer[nonzero.any(axis=1)])) - {0})
         best = reads.copy()
         best_count = np.full(reads.shape[1], np.iinfo(np.int64).max)
+        ties: dict[int, list[np.ndarray]] = {}
         done = np.zeros(reads.shape[1], dtype=bool)
         for size in range(MAX_READ_WRITERS + 1):
             for chosen in itertools.combinations(candidates, size):
@@ -705,13 +722,35 @@ class _Lifting:
                 moved = self._sparsest_inside(moved, allowed, deps, tol)
                 count = (moved != 0).sum(axis=0)
                 if not per_column:
-                    count = np.full_like(count, count.sum())
+                    # Ties go to the reading that leaves fewest held values of
+                    # the SOps it reads unread: the two copies of a line held
+                    # together (`_line_per_sop`) read alike, and a head's
+                    # value reads its SOp whole.
+                    read = writer[(moved != 0).any(axis=1)]
+                    unread = int((np.isin(writer, read) & held & ~(moved != 0).any(axis=1)).sum())
+                    count = np.full_like(count, count.sum() * len(writer) + unread)
                 better = fits & (count < best_count)
+                for k in np.flatnonzero(better):
+                    ties[k] = [moved[:, k]]
+                for k in np.flatnonzero(fits & (count == best_count)):
+                    ties[k].append(moved[:, k])
                 best[:, better] = moved[:, better]
                 best_count[better] = count[better]
             done |= best_count < np.iinfo(np.int64).max
             if done.all():
                 break
+        if per_column:
+            # A unit's read ties where two SOps' values have one direction and
+            # one code (values no state holds, of two SelectorWidths): it goes
+            # to the SOps the other units read most, as one MLP reads one or two.
+            readers = collections.Counter(
+                w for k in range(best.shape[1]) for w in set(writer[best[:, k] != 0])
+            )
+            for k, options in ties.items():
+                if len(options) > 1:
+                    best[:, k] = max(
+                        options, key=lambda column: sum(readers[w] for w in set(writer[column != 0]))
+                    )
         return best
 
     def _sparsest_inside(

@@ -245,7 +245,13 @@ def _attention_table(model, structure: Structure, component: Component) -> Atten
         dims = structure.value_dims(component.value)
         written = value_response(head, residual_vectors(model.d_model, [{d: 1.0} for d in dims]))
         copies = {}
-        for d, row in zip(dims, written[:, list(out.dims)]):
+        for d, whole_row in zip(dims, written):
+            row = whole_row[list(out.dims)]
+            if np.abs(whole_row).max() <= 1e-3:
+                # Copied nowhere: a value no state holds, whose copy a
+                # projection dropped with it (an Aggregate of an Aggregate
+                # that copies the first one's unreached values).
+                continue
             if not np.isclose(row.max(), 1.0, atol=1e-3) or np.abs(row).sum() > 1.0 + 1e-3:
                 raise NotTracrStructured(f"{component.name} does not copy value dimension {d} one-to-one")
             copies[d] = out.dims[int(np.argmax(row))]

@@ -152,9 +152,8 @@ class _StructureReader:
         self.components: list[Component] = []
         self.pending_widths: dict[int, Component] = {}  # attention dim -> SelectorWidth head
         self._read_embeddings()
-        self.whole_ports, self.ports, self.one_hot_ports, self.sub_mlp_ports = _reader_ports(
-            model, self.one_dim
-        )
+        ports = _reader_ports(model, self.one_dim)
+        self.whole_ports, self.ports, self.one_hot_ports, self.sub_mlp_ports, self.select_ports = ports
         self._observed: ResidualObservations | None = None
 
     # -- embeddings ---------------------------------------------------------
@@ -380,15 +379,19 @@ class _StructureReader:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 
         def cost(choice):
-            # Value reads and the unembed read one whole SOp, units reading
-            # `one` one dimension of each: a cover that contradicts them is wrong.
+            # Value reads and the unembed read one whole SOp, queries and keys
+            # part of one, units reading `one` one dimension of each: a cover
+            # that contradicts them is wrong.
             # Then prefer covers of every row, one-hot groups, and covers that
             # every other reader touches in as few blocks as possible.
             (groups, numerical), partial = choice
             blocks = [frozenset(d for a in g for d in atom_dims[a]) for g in groups]
             blocks += [frozenset(atom_dims[a]) for a in numerical]
             split = sum(bool(port & b) and not b <= port for port in self.whole_ports for b in blocks)
-            split += sum(max(0, sum(bool(port & b) for b in blocks) - 1) for port in self.whole_ports)
+            split += sum(
+                max(0, sum(bool(port & b) for b in blocks) - 1)
+                for port in self.whole_ports + self.select_ports
+            )
             split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
             # A sub-MLP reads at most two SOps.
             split += sum(max(0, sum(bool(port & b) for b in blocks) - 2) for port in self.sub_mlp_ports)
@@ -473,19 +476,21 @@ def _one_hot_rows(column: np.ndarray, where: str) -> np.ndarray:
     return np.nonzero(column)[0]
 
 
-def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, list]:
+def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, list, list]:
     """Sets of dimensions read together: (value reads and the unembed, which
     read whole SOps; query and key reads and MLP hidden units, which may read
     part of one; hidden units that read `one` -- SequenceMap ANDs, numerical
     discretisers -- without `one`, which read one dimension of each SOp;
     what each sub-MLP's hidden units (`_atoms`) read without `one`, which is
-    at most two SOps)."""
+    at most two SOps; query and key reads, each of one SOp besides `one`
+    and BOS, which are no new block's)."""
     whole = [nonzero_rows(model.unembed)]
-    partial, one_hot, sub_mlp = [], [], []
+    partial, one_hot, sub_mlp, select = [], [], [], []
     for layer in model.layers:
         for head in layer.heads:
             whole.append(nonzero_rows(head.value_w @ head.output_w))
             partial += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
+            select += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
         reads = np.abs(layer.mlp_in_w) > WEIGHT_EPS
         for col in reads.T:
             unit = frozenset(np.nonzero(col)[0].tolist())
@@ -495,7 +500,8 @@ def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, 
         writes = np.abs(layer.mlp_out_w) > WEIGHT_EPS
         for atom in _atoms([u for u in range(len(writes)) if writes[u].any()], writes):
             sub_mlp.append(frozenset(np.nonzero(reads[:, list(atom)].any(axis=1))[0].tolist()) - {one_dim})
-    return [p for p in whole if p], [p for p in partial if p], one_hot, [p for p in sub_mlp if p]
+    nonempty = [[p for p in ports if p] for ports in (whole, partial, sub_mlp, select)]
+    return nonempty[0], nonempty[1], one_hot, nonempty[2], nonempty[3]
 
 
 def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:

@@ -642,3 +642,99 @@ def test_a_numerical_map_copied_to_the_output_takes_the_output_s_scale_in_a_mixe
     from raspsynth.search.verify import verify
 
     assert verify(decompiled.program, model).verified
+
+
+def _read_after_a_projection(program, seed: int) -> None:
+    """The lossless-compressed model decompiles, from its weights alone, to a
+    program whose outputs equal the axis-aligned model's on every probe."""
+    from raspsynth.search.verify import verify
+
+    model = compile_program(program, {0, 1, 2, 3, 4}, 5)
+    decompiled = decompile_structure(model.compressed("lossless", seed=seed))
+    assert decompiled.program is not None, decompiled.reason
+    assert verify(decompiled.program, model).verified
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_numerical_map_on_one_line_with_a_categorical_value_is_a_sop_of_its_own(seed):
+    # `x == 0` (numerical) and `x - 2` (categorical) of the indices both write
+    # at index 0 alone: a projection puts them on one line, which
+    # `_line_per_sop` copies. The copies' held values covered no split into
+    # one-hot SOps (the numerical one is held alone); now a copy may be the
+    # numerical SOp, and the head's value takes the copy it reads whole.
+    from tracr.rasp import rasp
+
+    first = rasp.numerical(rasp.Map(lambda x: x == 0, rasp.indices, simplify=False)).named("first")
+    less = rasp.categorical(rasp.SequenceMap(lambda x, y: x < y, rasp.tokens, rasp.indices)).named("less")
+    shifted = rasp.categorical(rasp.Map(lambda x: x - 2, rasp.indices, simplify=False)).named("shifted")
+    select = rasp.Select(less, shifted, rasp.Comparison.GT).named("select")
+    _read_after_a_projection(rasp.numerical(rasp.Aggregate(select, first, default=0)).named("out"), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_query_reads_one_sop_when_its_values_lift_apart(seed):
+    # `prev` holds no value at index 0 (the Aggregate's default), so neither
+    # of `small`'s values is held there. Each value lifted as a group of its
+    # own, and the structure reader split them into two numerical 0/1 SOps,
+    # the query reading both. A query reads one SOp: that split is wrong.
+    from tracr.rasp import rasp
+
+    shift = rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k + 1).named("shift")
+    prev = rasp.categorical(rasp.Aggregate(shift, rasp.indices, default=None)).named("prev")
+    small = rasp.categorical(rasp.Map(lambda x: x <= 1, prev, simplify=False)).named("small")
+    select = rasp.Select(rasp.indices, small, rasp.Comparison.EQ).named("select")
+    _read_after_a_projection(
+        rasp.categorical(rasp.Aggregate(select, rasp.tokens, default=None)).named("out"), seed
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_sops_of_one_mlp_split_where_their_input_holds_no_value(seed):
+    # `a` and `b` read `prev`, which some positions leave empty: there the
+    # MLP writes neither, and the split of its values into SOps must cover
+    # the other positions only.
+    from tracr.rasp import rasp
+
+    at = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ).named("at")
+    prev = rasp.categorical(rasp.Aggregate(at, rasp.indices, default=None)).named("prev")
+    a = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, prev, rasp.tokens)).named("a")
+    b = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, prev, rasp.indices)).named("b")
+    width = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, a, rasp.Comparison.EQ))).named("w")
+    select = rasp.Select(width, b, rasp.Comparison.LT).named("select")
+    _read_after_a_projection(rasp.categorical(rasp.SelectorWidth(select)).named("out"), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_unit_reading_a_value_two_widths_share_reads_the_width_its_mlp_reads(seed):
+    # `equal` and `length` never hold width 0: its two directions, and their
+    # codes, are one, and a unit reading `length`'s could read `equal`'s as
+    # well. The other units of the MLP read `length`.
+    from tracr.rasp import rasp
+
+    equal = rasp.categorical(
+        rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ))
+    ).named("equal")
+    length = rasp.categorical(
+        rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE))
+    ).named("length")
+    either = rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) or bool(y), equal, rasp.tokens)).named(
+        "m"
+    )
+    _read_after_a_projection(
+        rasp.categorical(rasp.SequenceMap(lambda x, y: x < y, either, length)).named("out"), seed
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_aggregate_of_an_aggregate_copies_unreached_values_nowhere(seed):
+    # `at` copies the indices but holds only 0 and 1; `later` copies `at`,
+    # and under a projection the copies of `at`'s other values are gone.
+    from tracr.rasp import rasp
+
+    big = rasp.categorical(rasp.Map(lambda x: x >= 1, rasp.tokens, simplify=False)).named("big")
+    select = rasp.Select(rasp.indices, big, rasp.Comparison.EQ).named("select")
+    at = rasp.categorical(rasp.Aggregate(select, rasp.indices, default=None)).named("at")
+    back = rasp.Select(rasp.indices, rasp.indices, lambda k, q: q == k - 3).named("back")
+    later = rasp.categorical(rasp.Aggregate(back, at, default=None)).named("later")
+    same = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ).named("same")
+    _read_after_a_projection(rasp.categorical(rasp.Aggregate(same, later, default=None)).named("out"), seed)
