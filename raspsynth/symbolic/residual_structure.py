@@ -211,6 +211,13 @@ class _StructureReader:
             )
         return {self.dim_block[d] for d in dims}
 
+    def _blocks_beside(self, dims: frozenset[int], here: frozenset[int]) -> int:
+        """How many SOps other than `one` hold `dims` outside `here`, at least:
+        the known blocks among them, and one more for any not known yet."""
+        rest = dims - here
+        known = {self.dim_block[d] for d in rest if d in self.dim_block} - {"one"}
+        return len(known) + any(d not in self.dim_block for d in rest)
+
     def _single(self, names: set[str], where: str) -> str | None:
         if len(names) > 1:
             raise NotTracrStructured(f"{where} reads several SOps: {sorted(names)}")
@@ -359,9 +366,13 @@ class _StructureReader:
                 fires[atom] = frozenset(np.nonzero(np.round(values).sum(axis=1))[0].tolist())
             elif len(dims) != 1:
                 raise NotTracrStructured(f"MLP {index} writes a multi-dimensional non-one-hot output")
-        # tracr's only SequenceMap of categorical SOps is categorical.
+        # tracr's only SequenceMap of categorical SOps is categorical: a
+        # dimension left out of the groups there is a SOp of which no state
+        # holds any other value (a projection dropped their directions), not
+        # a numerical SOp.
         sequence_map = len(inputs) == 2 and all(self.blocks[n].encoding == "categorical" for n in inputs)
-        single = set() if sequence_map else {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+        single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+        left_out = "categorical" if sequence_map else "numerical"
         every_row = frozenset(range(len(rows)))
         covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
         # Rows where no atom fires are input combinations on which a function
@@ -393,17 +404,22 @@ class _StructureReader:
                 for port in self.whole_ports + self.select_ports
             )
             split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
-            # A sub-MLP reads at most two SOps.
-            split += sum(max(0, sum(bool(port & b) for b in blocks) - 2) for port in self.sub_mlp_ports)
+            # A sub-MLP reads at most two SOps: those known already, these,
+            # and at least one more where it reads dimensions of neither
+            # (written later, or by another part of this MLP).
+            here = frozenset().union(*atom_dims.values())
+            split += sum(
+                max(0, self._blocks_beside(port, here) + sum(bool(port & b) for b in blocks) - 2)
+                for port in self.sub_mlp_ports
+            )
             touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports)
             return (split, partial, len(numerical), touched)
 
         (groups, numerical), _ = min(covers, key=cost)
-        numerical = list(numerical) + [a for a in atoms if a not in fires]
+        kinds = [(g, "categorical") for g in groups] + [((a,), left_out) for a in numerical]
+        kinds += [((a,), "numerical") for a in atoms if a not in fires]
         parts = []
-        for group, encoding in [(g, "categorical") for g in groups] + [
-            ((a,), "numerical") for a in numerical
-        ]:
+        for group, encoding in kinds:
             dims = tuple(sorted(d for a in group for d in atom_dims[a]))
             units = tuple(sorted(u for a in group for u in a))
             signature = tuple(sorted(tuple(np.round(response[:, d], 4).tolist()) for d in dims))

@@ -738,3 +738,36 @@ def test_an_aggregate_of_an_aggregate_copies_unreached_values_nowhere(seed):
     later = rasp.categorical(rasp.Aggregate(back, at, default=None)).named("later")
     same = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.EQ).named("same")
     _read_after_a_projection(rasp.categorical(rasp.Aggregate(same, later, default=None)).named("out"), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_sequence_map_no_state_holds_but_one_value_of_is_categorical(seed):
+    # `b` is True wherever `prev` holds a value, so a projection drops
+    # False's direction; its one dimension fires on some input pairs only,
+    # beside `a`'s values, which cover them all. A SequenceMap of two
+    # categorical SOps is categorical: it is no numerical 0/1 SOp.
+    from tracr.rasp import rasp
+
+    at = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ).named("at")
+    prev = rasp.categorical(rasp.Aggregate(at, rasp.indices, default=None)).named("prev")
+    a = rasp.categorical(rasp.SequenceMap(lambda x, y: max(x, y), rasp.tokens, prev)).named("a")
+    b = rasp.categorical(rasp.SequenceMap(lambda x, y: x == y, prev, rasp.tokens)).named("b")
+    _read_after_a_projection(rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, a, b)).named("out"), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_map_with_values_no_state_holds_stays_one_sop_for_a_later_reader(seed):
+    # `prev` holds 2, 3 or 4 or nothing, so `a` holds 2 and 3 of its four
+    # values and the projection drops the others. Its two dimensions cover
+    # some input values only, and read as two numerical 0/1 SOps they cost
+    # nothing where `a` is read, until the last MLP reads them beside `c`,
+    # which is written later: three SOps, one more than a sub-MLP reads.
+    from tracr.rasp import rasp
+
+    big = rasp.categorical(rasp.Map(lambda x: max(x, 2), rasp.tokens, simplify=False)).named("big")
+    at = rasp.Select(rasp.indices, big, rasp.Comparison.EQ).named("at")
+    prev = rasp.categorical(rasp.Aggregate(at, rasp.indices, default=None)).named("prev")
+    a = rasp.categorical(rasp.Map(lambda x: min(x, 3), prev, simplify=False)).named("a")
+    b = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, rasp.tokens, prev)).named("b")
+    c = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, big, b)).named("c")
+    _read_after_a_projection(rasp.categorical(rasp.SequenceMap(lambda x, y: x < y, c, a)).named("out"), seed)
