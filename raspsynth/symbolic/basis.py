@@ -605,8 +605,12 @@ class _Lifting:
         copies = {d for d in held if any(e != d and np.array_equal(self.dirs[d], self.dirs[e]) for e in held)}
         # Positions where none is held are positions where the SOps' inputs
         # hold none (an Aggregate's default, None): every split leaves them.
+        # There a value held at every other position is no SOp of its own: it
+        # says only that the input holds a value, as every SOp's values sum
+        # to, and a writer of its own would let its reads move onto them.
         live = frozenset(np.flatnonzero(patterns.any(axis=0)).tolist())
-        covers = exact_covers(fires, live, copies)
+        least = 1 if len(live) == patterns.shape[1] else 2
+        covers = exact_covers(fires, live, copies, least=least)
         fewest = min((len(numerical) for _, numerical in covers), default=0)
         return [
             [tuple(sorted(sop)) for sop in sops] + [(d,) for d in numerical]

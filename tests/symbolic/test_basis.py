@@ -697,7 +697,7 @@ def test_two_sops_of_one_mlp_split_where_their_input_holds_no_value(seed):
 
     at = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ).named("at")
     prev = rasp.categorical(rasp.Aggregate(at, rasp.indices, default=None)).named("prev")
-    a = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, prev, rasp.tokens)).named("a")
+    a = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, prev, rasp.indices)).named("a")
     b = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, prev, rasp.indices)).named("b")
     width = rasp.categorical(rasp.SelectorWidth(rasp.Select(rasp.tokens, a, rasp.Comparison.EQ))).named("w")
     select = rasp.Select(width, b, rasp.Comparison.LT).named("select")
@@ -771,3 +771,25 @@ def test_a_map_with_values_no_state_holds_stays_one_sop_for_a_later_reader(seed)
     b = rasp.categorical(rasp.SequenceMap(lambda x, y: x != y, rasp.tokens, prev)).named("b")
     c = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, big, b)).named("c")
     _read_after_a_projection(rasp.categorical(rasp.SequenceMap(lambda x, y: x < y, c, a)).named("out"), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_constant_beside_a_sop_where_their_input_holds_no_value_keeps_its_reader(seed):
+    # `n` is 3 wherever `p` holds a value, and `r` True or False there: the
+    # split of the MLP's values over those positions alone could make `n` a
+    # SOp of its own, and then `out`'s units, which read `n` and `r`, read
+    # `r`'s two values instead (they sum to what `n` holds), two dimensions
+    # of one SOp beside `one`. A one-value SOp is split off only where every
+    # position holds some value.
+    from tracr.rasp import rasp
+
+    at = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ).named("at")
+    prev = rasp.categorical(rasp.Aggregate(at, rasp.indices, default=None)).named("prev")
+    p = rasp.categorical(rasp.SequenceMap(lambda x, y: x <= y, prev, rasp.indices)).named("p")
+    k = rasp.categorical(rasp.Map(lambda x: max(x, 2), p, simplify=False)).named("k")
+    n = rasp.categorical(rasp.Map(lambda x: x + 1, k, simplify=False)).named("n")
+    q = rasp.categorical(rasp.SequenceMap(lambda x, y: x > y, rasp.tokens, p)).named("q")
+    r = rasp.categorical(rasp.Map(lambda x: not x, q, simplify=False)).named("r")
+    _read_after_a_projection(
+        rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) and bool(y), n, r)).named("out"), seed
+    )
