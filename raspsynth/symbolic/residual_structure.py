@@ -366,13 +366,10 @@ class _StructureReader:
                 fires[atom] = frozenset(np.nonzero(np.round(values).sum(axis=1))[0].tolist())
             elif len(dims) != 1:
                 raise NotTracrStructured(f"MLP {index} writes a multi-dimensional non-one-hot output")
-        # tracr's only SequenceMap of categorical SOps is categorical: a
-        # dimension left out of the groups there is a SOp of which no state
-        # holds any other value (a projection dropped their directions), not
-        # a numerical SOp.
+        # tracr's only SequenceMap of categorical SOps is categorical.
         sequence_map = len(inputs) == 2 and all(self.blocks[n].encoding == "categorical" for n in inputs)
-        single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
-        left_out = "categorical" if sequence_map else "numerical"
+        single = set() if sequence_map else {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+        left_out = "numerical"
         every_row = frozenset(range(len(rows)))
         covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
         # Rows where no atom fires are input combinations on which a function
@@ -386,6 +383,12 @@ class _StructureReader:
         if live != every_row:
             least = 1 if sequence_map else 2
             covers += [(cover, True) for cover in exact_covers(fires, live, single, least=least)]
+        if not covers and sequence_map:
+            # Last, a dimension left out of the groups: a SequenceMap no state
+            # holds any other value of (a projection dropped their directions).
+            single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+            covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
+            left_out = "categorical"
         if not covers:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
 

@@ -793,3 +793,18 @@ def test_a_constant_beside_a_sop_where_their_input_holds_no_value_keeps_its_read
     _read_after_a_projection(
         rasp.categorical(rasp.SequenceMap(lambda x, y: bool(x) and bool(y), n, r)).named("out"), seed
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_sequence_map_dimension_is_left_out_of_its_groups_only_as_a_last_resort(seed):
+    # `both` holds only the sums its inputs reach together, so its values
+    # cover the input pairs only in part: the partial cover is its reading.
+    # Leaving single dimensions out as SOps of their own (a SequenceMap no
+    # state holds another value of) is for where nothing else covers.
+    from tracr.rasp import rasp
+
+    big = rasp.categorical(rasp.Map(lambda x: x > 2, rasp.tokens, simplify=False)).named("big")
+    both = rasp.categorical(rasp.SequenceMap(lambda x, y: x + y, rasp.tokens, big)).named("both")
+    _read_after_a_projection(
+        rasp.numerical(rasp.Map(lambda x: x >= 3, both, simplify=False)).named("out"), seed
+    )
