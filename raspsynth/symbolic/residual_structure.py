@@ -152,8 +152,7 @@ class _StructureReader:
         self.components: list[Component] = []
         self.pending_widths: dict[int, Component] = {}  # attention dim -> SelectorWidth head
         self._read_embeddings()
-        ports = _reader_ports(model, self.one_dim)
-        self.whole_ports, self.ports, self.one_hot_ports, self.sub_mlp_ports, self.select_ports = ports
+        self.ports = _reader_ports(model, self.one_dim)
         self._observed: ResidualObservations | None = None
 
     # -- embeddings ---------------------------------------------------------
@@ -401,21 +400,21 @@ class _StructureReader:
             (groups, numerical), partial = choice
             blocks = [frozenset(d for a in g for d in atom_dims[a]) for g in groups]
             blocks += [frozenset(atom_dims[a]) for a in numerical]
-            split = sum(bool(port & b) and not b <= port for port in self.whole_ports for b in blocks)
+            split = sum(bool(port & b) and not b <= port for port in self.ports.whole for b in blocks)
             split += sum(
                 max(0, sum(bool(port & b) for b in blocks) - 1)
-                for port in self.whole_ports + self.select_ports
+                for port in self.ports.whole + self.ports.select
             )
-            split += sum(len(port & b) > 1 for port in self.one_hot_ports for b in blocks)
+            split += sum(len(port & b) > 1 for port in self.ports.one_hot for b in blocks)
             # A sub-MLP reads at most two SOps: those known already, these,
             # and at least one more where it reads dimensions of neither
             # (written later, or by another part of this MLP).
             here = frozenset().union(*atom_dims.values())
             split += sum(
                 max(0, self._blocks_beside(port, here) + sum(bool(port & b) for b in blocks) - 2)
-                for port in self.sub_mlp_ports
+                for port in self.ports.sub_mlp
             )
-            touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports)
+            touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports.partial)
             return (split, partial, len(numerical), touched)
 
         (groups, numerical), _ = min(covers, key=cost)
@@ -495,14 +494,19 @@ def _one_hot_rows(column: np.ndarray, where: str) -> np.ndarray:
     return np.nonzero(column)[0]
 
 
-def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, list, list]:
-    """Sets of dimensions read together: (value reads and the unembed, which
-    read whole SOps; query and key reads and MLP hidden units, which may read
-    part of one; hidden units that read `one` -- SequenceMap ANDs, numerical
-    discretisers -- without `one`, which read one dimension of each SOp;
-    what each sub-MLP's hidden units (`_atoms`) read without `one`, which is
-    at most two SOps; query and key reads, each of one SOp besides `one`
-    and BOS, which are no new block's)."""
+@dataclasses.dataclass(frozen=True)
+class _ReaderPorts:
+    """Sets of dimensions read together, by what tracr's readers read."""
+
+    whole: list  # value reads and the unembed: one whole SOp each
+    partial: list  # query and key reads and MLP hidden units: part of one
+    one_hot: list  # units reading `one` (SequenceMap ANDs, discretisers), less it: one dimension of each SOp
+    sub_mlp: list  # what each sub-MLP's units (`_atoms`) read, less `one`: at most two SOps
+    select: list  # query and key reads: one SOp, besides `one` and BOS (no new block's)
+
+
+def _reader_ports(model: Model, one_dim: int | None) -> _ReaderPorts:
+    """Every reader's port in `model`."""
     whole = [nonzero_rows(model.unembed)]
     partial, one_hot, sub_mlp, select = [], [], [], []
     for layer in model.layers:
@@ -519,8 +523,13 @@ def _reader_ports(model: Model, one_dim: int | None) -> tuple[list, list, list, 
         writes = np.abs(layer.mlp_out_w) > WEIGHT_EPS
         for atom in _atoms([u for u in range(len(writes)) if writes[u].any()], writes):
             sub_mlp.append(frozenset(np.nonzero(reads[:, list(atom)].any(axis=1))[0].tolist()) - {one_dim})
-    nonempty = [[p for p in ports if p] for ports in (whole, partial, sub_mlp, select)]
-    return nonempty[0], nonempty[1], one_hot, nonempty[2], nonempty[3]
+    return _ReaderPorts(
+        [p for p in whole if p],
+        [p for p in partial if p],
+        one_hot,
+        [p for p in sub_mlp if p],
+        [p for p in select if p],
+    )
 
 
 def _atoms(units: list[int], writes: np.ndarray) -> list[tuple[int, ...]]:
