@@ -707,7 +707,7 @@ class _Lifting:
         writer = np.array(self.writer)
         nonzero = np.abs(reads) > tol
         free = np.abs(deps).max(axis=0) > ZERO
-        held = np.array([_norms(d) > 0 for d in self.dirs]) & (np.arange(len(self.dirs)) != self.pad)
+        held = self._held()
         candidates = sorted((set(writer[free]) | set(writer[nonzero.any(axis=1)])) - {0})
         best = reads.copy()
         best_count = np.full(reads.shape[1], np.iinfo(np.int64).max)
@@ -734,10 +734,11 @@ class _Lifting:
                     unread = int((np.isin(writer, read) & held & ~(moved != 0).any(axis=1)).sum())
                     count = np.full_like(count, count.sum() * len(writer) + unread)
                 better = fits & (count < best_count)
-                for k in np.flatnonzero(better):
-                    ties[k] = [moved[:, k]]
-                for k in np.flatnonzero(fits & (count == best_count)):
-                    ties[k].append(moved[:, k])
+                if per_column:
+                    for k in np.flatnonzero(better):
+                        ties[k] = [moved[:, k]]
+                    for k in np.flatnonzero(fits & (count == best_count)):
+                        ties[k].append(moved[:, k])
                 best[:, better] = moved[:, better]
                 best_count[better] = count[better]
             done |= best_count < np.iinfo(np.int64).max
@@ -791,6 +792,11 @@ class _Lifting:
                 reads[rows] = _sparsest_shift(reads[rows], np.asarray(coefs, dtype=np.float64)[:, None], tol)
         return reads
 
+    def _held(self) -> np.ndarray:
+        """[n] bool: the directions some state may hold, all but PAD's and the
+        zero directions of values no state holds (`_unreached_copies`)."""
+        return np.array([d != self.pad and _norms(v) > 0 for d, v in enumerate(self.dirs)])
+
     def _dependencies(self) -> np.ndarray:
         """`_dependencies_now`, computed once per state of the directions and codes."""
         if self._dependencies_at is None or self._dependencies_at[0] != self._changes:
@@ -811,7 +817,7 @@ class _Lifting:
         # no state holds them, their reads are zero, and under a projection
         # their directions are zero themselves (normalised, they would swamp
         # every other dependency).
-        held = np.array([d for d in range(len(self.dirs)) if d != self.pad and _norms(self.dirs[d]) > 0])
+        held = np.flatnonzero(self._held())
         dirs = np.stack([self.dirs[d] for d in held])
         lengths = np.maximum(_norms(dirs), 1e-30)
         u, s, _ = np.linalg.svd(dirs / lengths[:, None], full_matrices=True)

@@ -367,7 +367,8 @@ class _StructureReader:
                 raise NotTracrStructured(f"MLP {index} writes a multi-dimensional non-one-hot output")
         # tracr's only SequenceMap of categorical SOps is categorical.
         sequence_map = len(inputs) == 2 and all(self.blocks[n].encoding == "categorical" for n in inputs)
-        single = set() if sequence_map else {atom for atom, dims in atom_dims.items() if len(dims) == 1}
+        narrow = {atom for atom, dims in atom_dims.items() if len(dims) == 1}  # one dimension each
+        single = set() if sequence_map else narrow
         left_out = "numerical"
         every_row = frozenset(range(len(rows)))
         covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
@@ -385,11 +386,14 @@ class _StructureReader:
         if not covers and sequence_map:
             # Last, a dimension left out of the groups: a SequenceMap no state
             # holds any other value of (a projection dropped their directions).
-            single = {atom for atom, dims in atom_dims.items() if len(dims) == 1}
-            covers = [(cover, False) for cover in exact_covers(fires, every_row, single)]
+            covers = [(cover, False) for cover in exact_covers(fires, every_row, narrow)]
             left_out = "categorical"
         if not covers:
             raise NotTracrStructured(f"MLP {index}: its outputs do not split into one-hot SOps")
+
+        # What each sub-MLP reads besides these atoms, whichever cover is chosen.
+        here = frozenset().union(*atom_dims.values())
+        beside = [self._blocks_beside(port, here) for port in self.ports.sub_mlp]
 
         def cost(choice):
             # Value reads and the unembed read one whole SOp, queries and keys
@@ -409,10 +413,9 @@ class _StructureReader:
             # A sub-MLP reads at most two SOps: those known already, these,
             # and at least one more where it reads dimensions of neither
             # (written later, or by another part of this MLP).
-            here = frozenset().union(*atom_dims.values())
             split += sum(
-                max(0, self._blocks_beside(port, here) + sum(bool(port & b) for b in blocks) - 2)
-                for port in self.ports.sub_mlp
+                max(0, n + sum(bool(port & b) for b in blocks) - 2)
+                for port, n in zip(self.ports.sub_mlp, beside)
             )
             touched = sum(sum(bool(port & b) for b in blocks[: len(groups)]) for port in self.ports.partial)
             return (split, partial, len(numerical), touched)
@@ -512,8 +515,9 @@ def _reader_ports(model: Model, one_dim: int | None) -> _ReaderPorts:
     for layer in model.layers:
         for head in layer.heads:
             whole.append(nonzero_rows(head.value_w @ head.output_w))
-            partial += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
-            select += [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
+            query_key = [nonzero_rows(head.query_w), nonzero_rows(head.key_w)]
+            partial += query_key
+            select += query_key
         reads = np.abs(layer.mlp_in_w) > WEIGHT_EPS
         for col in reads.T:
             unit = frozenset(np.nonzero(col)[0].tolist())
